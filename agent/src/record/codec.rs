@@ -1,0 +1,286 @@
+//! Cap'n Proto encoding of [`Record`]s and spool batches. Everything decoded here comes from
+//! a file another process or a disk could have corrupted, so reads use tight limits and
+//! every error is returned, never unwrapped.
+
+use super::{DeviceInfo, Gap, InputEvent, PolicyStamp, Record, Source, Stage};
+use capnp::message::{Builder, HeapAllocator, ReaderOptions};
+use capnp::serialize;
+use imprint_schema as schema;
+
+/// Why a frame's payload could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("capnp: {0}")]
+    Capnp(#[from] capnp::Error),
+    #[error("unknown enumerant: {0}")]
+    NotInSchema(#[from] capnp::NotInSchema),
+    #[error("invalid utf-8 in text field")]
+    Utf8(#[from] std::str::Utf8Error),
+}
+
+/// Limits for one ring frame (a single record): small, as a record is small.
+pub fn record_reader_options() -> ReaderOptions {
+    *ReaderOptions::new()
+        .traversal_limit_in_words(Some(64 * 1024))
+        .nesting_limit(8)
+}
+
+/// Limits for one spool batch.
+pub fn batch_reader_options() -> ReaderOptions {
+    *ReaderOptions::new()
+        .traversal_limit_in_words(Some(64 * 1024 * 1024))
+        .nesting_limit(8)
+}
+
+/// Where a batch's records were read from, and what admitted them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchMeta {
+    pub format_version: u16,
+    pub ring_epoch: u64,
+    pub ring_seq_first: u64,
+    pub ring_seq_last: u64,
+    pub policy: PolicyStamp,
+}
+
+/// Encodes one record as a standalone capnp message appended to `out`.
+pub fn encode_record(rec: &Record, out: &mut Vec<u8>) {
+    let mut msg = Builder::new(HeapAllocator::new().first_segment_words(32));
+    fill_record(msg.init_root(), rec);
+    // Writing to a Vec cannot fail.
+    let _ = serialize::write_message(out, &msg);
+}
+
+/// Decodes one record from a capnp message.
+pub fn decode_record(mut bytes: &[u8]) -> Result<Record, DecodeError> {
+    let msg = serialize::read_message_from_flat_slice(&mut bytes, record_reader_options())?;
+    read_record(msg.get_root()?)
+}
+
+/// Encodes a spool batch.
+pub fn encode_batch(meta: &BatchMeta, records: &[Record]) -> Vec<u8> {
+    let mut msg = Builder::new(HeapAllocator::new().first_segment_words(1024));
+    {
+        let mut b = msg.init_root::<schema::batch::Builder>();
+        b.set_format_version(meta.format_version);
+        b.set_ring_epoch(meta.ring_epoch);
+        b.set_ring_seq_first(meta.ring_seq_first);
+        b.set_ring_seq_last(meta.ring_seq_last);
+        fill_policy(b.reborrow().init_policy(), &meta.policy);
+        let n = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        let mut list = b.init_records(n);
+        for (i, rec) in records.iter().take(n as usize).enumerate() {
+            fill_record(list.reborrow().get(i as u32), rec);
+        }
+    }
+    let mut out = Vec::new();
+    let _ = serialize::write_message(&mut out, &msg);
+    out
+}
+
+/// Decodes a spool batch.
+pub fn decode_batch(mut bytes: &[u8]) -> Result<(BatchMeta, Vec<Record>), DecodeError> {
+    let msg = serialize::read_message_from_flat_slice(&mut bytes, batch_reader_options())?;
+    let b = msg.get_root::<schema::batch::Reader>()?;
+    let p = b.get_policy()?;
+    let meta = BatchMeta {
+        format_version: b.get_format_version(),
+        ring_epoch: b.get_ring_epoch(),
+        ring_seq_first: b.get_ring_seq_first(),
+        ring_seq_last: b.get_ring_seq_last(),
+        policy: read_policy(p)?,
+    };
+    let list = b.get_records()?;
+    let mut records = Vec::with_capacity(list.len() as usize);
+    for r in list.iter() {
+        records.push(read_record(r)?);
+    }
+    Ok((meta, records))
+}
+
+fn fill_policy(mut b: schema::policy_stamp::Builder, p: &PolicyStamp) {
+    b.set_version(p.version);
+    b.set_hash(p.hash.as_str());
+    b.set_default_level(p.default_level.as_str());
+}
+
+fn read_policy(p: schema::policy_stamp::Reader) -> Result<PolicyStamp, DecodeError> {
+    Ok(PolicyStamp {
+        version: p.get_version(),
+        hash: p.get_hash()?.to_str()?.to_owned(),
+        default_level: p.get_default_level()?.to_str()?.to_owned(),
+    })
+}
+
+fn fill_record(b: schema::record::Builder, rec: &Record) {
+    match rec {
+        Record::Event(e) => {
+            let mut b = b.init_event();
+            b.set_mono_ns(e.mono_ns);
+            b.set_device(e.device);
+            b.set_type(e.kind);
+            b.set_code(e.code);
+            b.set_value(e.value);
+            b.set_focus(e.focus);
+        }
+        Record::Device(d) => {
+            let mut b = b.init_device();
+            b.set_index(d.index);
+            b.set_name(d.name.as_str());
+            b.set_bus(d.bus);
+            b.set_vendor(d.vendor);
+            b.set_product(d.product);
+            b.set_version(d.version);
+            b.set_phys(d.phys.as_str());
+            b.set_virtual(d.is_virtual);
+            b.set_node(d.node.as_str());
+            b.set_removed(d.removed);
+            b.set_mono_ns(d.mono_ns);
+            b.set_source(source_to_schema(d.source));
+        }
+        Record::Gap(g) => {
+            let mut b = b.init_gap();
+            b.set_from_ns(g.from_ns);
+            b.set_to_ns(g.to_ns);
+            b.set_stage(stage_to_schema(g.stage));
+            b.set_count(g.count);
+            b.set_device(g.device);
+        }
+        Record::Policy(p) => fill_policy(b.init_policy(), p),
+        // Nothing to write for a record this build cannot interpret.
+        Record::Other => {}
+    }
+}
+
+fn read_record(r: schema::record::Reader) -> Result<Record, DecodeError> {
+    use schema::record::Which;
+    Ok(match r.which() {
+        Ok(Which::Event(e)) => {
+            let e = e?;
+            Record::Event(InputEvent {
+                mono_ns: e.get_mono_ns(),
+                device: e.get_device(),
+                kind: e.get_type(),
+                code: e.get_code(),
+                value: e.get_value(),
+                focus: e.get_focus(),
+            })
+        }
+        Ok(Which::Device(d)) => {
+            let d = d?;
+            Record::Device(DeviceInfo {
+                index: d.get_index(),
+                name: d.get_name()?.to_str()?.to_owned(),
+                bus: d.get_bus(),
+                vendor: d.get_vendor(),
+                product: d.get_product(),
+                version: d.get_version(),
+                phys: d.get_phys()?.to_str()?.to_owned(),
+                is_virtual: d.get_virtual(),
+                node: d.get_node()?.to_str()?.to_owned(),
+                removed: d.get_removed(),
+                mono_ns: d.get_mono_ns(),
+                // An enumerant from a newer schema reads as unknown rather than failing.
+                source: d.get_source().map(source_from_schema).unwrap_or_default(),
+            })
+        }
+        Ok(Which::Gap(g)) => {
+            let g = g?;
+            Record::Gap(Gap {
+                from_ns: g.get_from_ns(),
+                to_ns: g.get_to_ns(),
+                stage: g.get_stage().map(stage_from_schema).unwrap_or_default(),
+                count: g.get_count(),
+                device: g.get_device(),
+            })
+        }
+        Ok(Which::Policy(p)) => Record::Policy(read_policy(p?)?),
+        Ok(Which::Focus(_)) | Ok(Which::Redaction(_)) | Err(_) => Record::Other,
+    })
+}
+
+fn source_to_schema(s: Source) -> schema::Source {
+    match s {
+        Source::Unknown => schema::Source::Unknown,
+        Source::Evdev => schema::Source::Evdev,
+        Source::Ebpf => schema::Source::Ebpf,
+        Source::Replay => schema::Source::Replay,
+    }
+}
+
+fn source_from_schema(s: schema::Source) -> Source {
+    match s {
+        schema::Source::Unknown => Source::Unknown,
+        schema::Source::Evdev => Source::Evdev,
+        schema::Source::Ebpf => Source::Ebpf,
+        schema::Source::Replay => Source::Replay,
+    }
+}
+
+fn stage_to_schema(s: Stage) -> schema::Stage {
+    match s {
+        Stage::Unknown => schema::Stage::Unknown,
+        Stage::BpfReserve => schema::Stage::BpfReserve,
+        Stage::RingFull => schema::Stage::RingFull,
+        Stage::EvdevSynDropped => schema::Stage::EvdevSynDropped,
+        Stage::Policy => schema::Stage::Policy,
+        Stage::Disk => schema::Stage::Disk,
+        Stage::RingCorrupt => schema::Stage::RingCorrupt,
+        Stage::SpoolCorrupt => schema::Stage::SpoolCorrupt,
+        Stage::SpoolTorn => schema::Stage::SpoolTorn,
+    }
+}
+
+fn stage_from_schema(s: schema::Stage) -> Stage {
+    match s {
+        schema::Stage::Unknown => Stage::Unknown,
+        schema::Stage::BpfReserve => Stage::BpfReserve,
+        schema::Stage::RingFull => Stage::RingFull,
+        schema::Stage::EvdevSynDropped => Stage::EvdevSynDropped,
+        schema::Stage::Policy => Stage::Policy,
+        schema::Stage::Disk => Stage::Disk,
+        schema::Stage::RingCorrupt => Stage::RingCorrupt,
+        schema::Stage::SpoolCorrupt => Stage::SpoolCorrupt,
+        schema::Stage::SpoolTorn => Stage::SpoolTorn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let recs = vec![
+            Record::Event(InputEvent { mono_ns: 7, device: 2, kind: 1, code: 30, value: 1, focus: 3 }),
+            Record::Device(DeviceInfo {
+                index: 2,
+                name: "kbd".into(),
+                bus: 3,
+                vendor: 0x1234,
+                product: 5,
+                version: 1,
+                phys: "usb-1".into(),
+                is_virtual: true,
+                node: "/dev/input/event4".into(),
+                removed: false,
+                mono_ns: 1,
+                source: Source::Evdev,
+            }),
+            Record::Gap(Gap { from_ns: 1, to_ns: 9, stage: Stage::RingFull, count: 12, device: 2 }),
+        ];
+        for r in &recs {
+            let mut buf = Vec::new();
+            encode_record(r, &mut buf);
+            assert_eq!(&decode_record(&buf).expect("decode"), r);
+        }
+        let meta = BatchMeta { format_version: 1, ring_epoch: 5, ring_seq_first: 1, ring_seq_last: 3, ..Default::default() };
+        let bytes = encode_batch(&meta, &recs);
+        assert_eq!(decode_batch(&bytes).expect("decode batch"), (meta, recs));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode_record(&[0xff; 40]).is_err());
+        assert!(decode_batch(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f]).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! The records that cross stage boundaries (source → collector → ring → agent → spool),
+//! defined once. Their wire form is the Cap'n Proto schema in `capnp/`; see [`codec`].
+
+pub mod codec;
+pub mod names;
+
+use imprint_common::RawInput;
+use serde::Serialize;
+
+/// Where a record's events came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    #[default]
+    Unknown,
+    Evdev,
+    Ebpf,
+    Replay,
+}
+
+/// One input event, tagged with its device and the focus in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InputEvent {
+    pub mono_ns: u64,
+    pub device: u32,
+    pub kind: u16,
+    pub code: u16,
+    pub value: i32,
+    /// Focus sequence in force (0 while focus is unknown).
+    pub focus: u64,
+}
+
+impl From<RawInput> for InputEvent {
+    fn from(r: RawInput) -> Self {
+        InputEvent {
+            mono_ns: r.mono_ns,
+            device: r.device,
+            kind: r.kind,
+            code: r.code,
+            value: r.value,
+            focus: 0,
+        }
+    }
+}
+
+/// An input device in the collector's device table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub index: u32,
+    pub name: String,
+    pub bus: u16,
+    pub vendor: u16,
+    pub product: u16,
+    pub version: u16,
+    pub phys: String,
+    /// uinput or otherwise injected rather than physical hardware.
+    pub is_virtual: bool,
+    pub node: String,
+    pub removed: bool,
+    pub mono_ns: u64,
+    pub source: Source,
+}
+
+/// The stage at which events were lost; mirrors `Stage` in the schema.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    #[default]
+    Unknown,
+    BpfReserve,
+    RingFull,
+    EvdevSynDropped,
+    Policy,
+    Disk,
+    RingCorrupt,
+    SpoolCorrupt,
+    SpoolTorn,
+}
+
+impl Stage {
+    /// The label used in metrics and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Unknown => "unknown",
+            Stage::BpfReserve => "bpf_reserve",
+            Stage::RingFull => "ring_full",
+            Stage::EvdevSynDropped => "evdev_syn_dropped",
+            Stage::Policy => "policy",
+            Stage::Disk => "disk",
+            Stage::RingCorrupt => "ring_corrupt",
+            Stage::SpoolCorrupt => "spool_corrupt",
+            Stage::SpoolTorn => "spool_torn",
+        }
+    }
+}
+
+/// `Gap::device` when a loss concerns no single device.
+pub const NO_DEVICE: u32 = u32::MAX;
+
+/// A counted loss of events between two instants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gap {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub stage: Stage,
+    pub count: u64,
+    pub device: u32,
+}
+
+/// The policy in force when records were admitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyStamp {
+    pub version: u64,
+    pub hash: String,
+    pub default_level: String,
+}
+
+/// Any record that travels through the ring and lands in the spool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Event(InputEvent),
+    Device(DeviceInfo),
+    Gap(Gap),
+    Policy(PolicyStamp),
+    /// A record kind this build does not interpret (written by a newer producer).
+    Other,
+}
+
+impl Record {
+    /// The monotonic timestamp the record refers to, for ordering.
+    pub fn mono_ns(&self) -> u64 {
+        match self {
+            Record::Event(e) => e.mono_ns,
+            Record::Device(d) => d.mono_ns,
+            Record::Gap(g) => g.from_ns,
+            Record::Policy(_) | Record::Other => 0,
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Byte layout of the ring and cursor files. Fields written by different parties (or hot
+//! on different paths) sit on separate cache lines.
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// "IMPRRING" in little-endian.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"IMPRRING");
+/// Bumped when the layout changes incompatibly.
+pub const VERSION: u32 = 1;
+/// The frame area starts one page in.
+pub const HEADER_SIZE: u64 = 4096;
+/// `len | crc | seq` before each payload.
+pub const FRAME_HEADER: u64 = 16;
+/// A `len` value that means "the rest of the area is padding, continue at offset 0".
+pub const WRAP_MARKER: u32 = u32::MAX;
+/// Frames start on 8-byte boundaries.
+pub const ALIGN: u64 = 8;
+
+/// Bytes a frame with `payload_len` bytes of payload occupies.
+pub fn frame_size(payload_len: usize) -> u64 {
+    (FRAME_HEADER + payload_len as u64).next_multiple_of(ALIGN)
+}
+
+/// Fixed fields, written once by the collector when it creates the ring.
+#[repr(C)]
+pub struct Identity {
+    pub magic: AtomicU64,
+    pub version: AtomicU32,
+    pub header_size: AtomicU32,
+    pub capacity: AtomicU64,
+    /// Distinguishes one ring incarnation from the next, so the agent never confuses
+    /// sequence numbers of a restarted collector with old ones.
+    pub epoch: AtomicU64,
+    pub collector_pid: AtomicU32,
+    pub _pad: [u8; 28],
+}
+
+/// The producer's cache line.
+#[repr(C)]
+pub struct Producer {
+    pub write_pos: AtomicU64,
+    pub next_seq: AtomicU64,
+    /// Futex word, bumped after every publish so a sleeping reader wakes.
+    pub notify: AtomicU32,
+    /// Set when a newer collector replaced this ring: drain it, then reopen the path.
+    pub closed: AtomicU32,
+    pub _pad: [u8; 40],
+}
+
+/// Collector-side counters for `imprint status` and metrics.
+#[repr(C)]
+pub struct CollectorCounters {
+    pub frames_written: AtomicU64,
+    /// Frames refused because the ring was full.
+    pub frames_dropped: AtomicU64,
+    pub events_evdev: AtomicU64,
+    pub events_ebpf: AtomicU64,
+    pub events_replay: AtomicU64,
+    /// Events lost in the kernel's evdev buffer (SYN_DROPPED), as counted by the source.
+    pub evdev_dropped: AtomicU64,
+    pub gaps_written: AtomicU64,
+    /// 1 while capture is on.
+    pub capture_on: AtomicU32,
+    /// Which source is live: 0 none, 1 evdev, 2 ebpf, 3 replay.
+    pub source: AtomicU32,
+    pub devices: AtomicU32,
+    pub _pad: [u8; 4],
+}
+
+/// The whole ring header.
+#[repr(C)]
+pub struct RingHeader {
+    pub id: Identity,
+    pub producer: Producer,
+    pub counters: CollectorCounters,
+}
+
+/// The agent-owned cursor file.
+#[repr(C)]
+pub struct Cursor {
+    pub magic: AtomicU64,
+    /// The ring epoch this position belongs to.
+    pub epoch: AtomicU64,
+    /// Everything before this position has been made durable by the agent.
+    pub read_pos: AtomicU64,
+    /// 1 while the reader sleeps on the futex and wants a wake-up.
+    pub waiting: AtomicU32,
+    pub _pad: [u8; 36],
+}
+
+/// "IMPRCURS" in little-endian.
+pub const CURSOR_MAGIC: u64 = u64::from_le_bytes(*b"IMPRCURS");
+/// Size of the cursor file.
+pub const CURSOR_SIZE: u64 = 64;
+
+const _: () = assert!(std::mem::size_of::<Identity>() == 64);
+const _: () = assert!(std::mem::size_of::<Producer>() == 64);
+const _: () = assert!(std::mem::size_of::<RingHeader>() <= HEADER_SIZE as usize);
+const _: () = assert!(std::mem::size_of::<Cursor>() == CURSOR_SIZE as usize);
+
+/// A snapshot of the ring's state, for status and metrics.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RingStats {
+    pub capacity: u64,
+    pub epoch: u64,
+    pub write_pos: u64,
+    pub read_pos: u64,
+    pub pending_bytes: u64,
+    pub frames_written: u64,
+    pub frames_dropped: u64,
+    pub events_evdev: u64,
+    pub events_ebpf: u64,
+    pub events_replay: u64,
+    pub evdev_dropped: u64,
+    pub gaps_written: u64,
+    pub capture_on: bool,
+    pub source: &'static str,
+    pub devices: u32,
+    pub collector_pid: u32,
+}
+
+/// Name of a source code stored in `CollectorCounters::source`.
+pub fn source_name(code: u32) -> &'static str {
+    match code {
+        1 => "evdev",
+        2 => "ebpf",
+        3 => "replay",
+        _ => "none",
+    }
+}

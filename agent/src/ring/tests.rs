@@ -1,0 +1,190 @@
+use super::*;
+use proptest::prelude::*;
+use std::collections::VecDeque;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ring: std::path::PathBuf,
+    cursor: std::path::PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Fixture { ring: ring_path(dir.path()), cursor: cursor_path(dir.path()), _dir: dir }
+}
+
+fn read_frame(r: &mut RingReader) -> Option<(u64, Vec<u8>)> {
+    match r.next() {
+        ReadOutcome::Frame { seq, payload } => Some((seq, payload.to_vec())),
+        ReadOutcome::Empty => None,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn frames_round_trip_and_full_ring_refuses_without_overwriting() {
+    let f = fixture();
+    let mut w = RingWriter::create(&f.ring, &f.cursor, 4096, 0o640).expect("create");
+    let mut r = RingReader::open(&f.ring, &f.cursor).expect("open");
+    let payload = [7u8; 100]; // 120 bytes per frame
+    let mut pushed = 0;
+    while w.try_push(&payload).is_ok() {
+        pushed += 1;
+    }
+    assert_eq!(pushed, 4096 / 120);
+    w.publish();
+    for i in 1..=pushed {
+        assert_eq!(read_frame(&mut r), Some((i, payload.to_vec())));
+    }
+    assert_eq!(read_frame(&mut r), None);
+    // Nothing committed yet: still full.
+    assert_eq!(w.try_push(&payload), Err(RingFull));
+    r.commit(r.position());
+    assert!(w.try_push(&payload).is_ok(), "space returns after commit");
+}
+
+#[test]
+fn flipped_byte_is_reported_and_reading_continues() {
+    let f = fixture();
+    let mut w = RingWriter::create(&f.ring, &f.cursor, 4096, 0o640).expect("create");
+    let mut r = RingReader::open(&f.ring, &f.cursor).expect("open");
+    for i in 0..3u8 {
+        w.try_push(&[i; 40]).expect("push");
+    }
+    w.publish();
+    // Flip a payload byte of the second frame (frames are 56 bytes).
+    let off = layout::HEADER_SIZE as usize + 56 + 16 + 3;
+    let mut bytes = std::fs::read(&f.ring).expect("read");
+    bytes[off] ^= 0xff;
+    std::fs::write(&f.ring, &bytes).expect("write");
+    assert_eq!(read_frame(&mut r), Some((1, vec![0; 40])));
+    assert!(matches!(r.next(), ReadOutcome::Corrupt { at: 56, why: "frame CRC mismatch", .. }));
+    assert_eq!(read_frame(&mut r), Some((3, vec![2; 40])));
+}
+
+#[test]
+fn garbage_length_skips_to_write_position() {
+    let f = fixture();
+    let mut w = RingWriter::create(&f.ring, &f.cursor, 4096, 0o640).expect("create");
+    let mut r = RingReader::open(&f.ring, &f.cursor).expect("open");
+    w.try_push(&[1; 40]).expect("push");
+    w.try_push(&[2; 40]).expect("push");
+    w.publish();
+    let mut bytes = std::fs::read(&f.ring).expect("read");
+    bytes[layout::HEADER_SIZE as usize..][..4].copy_from_slice(&9999u32.to_le_bytes());
+    std::fs::write(&f.ring, &bytes).expect("write");
+    assert!(matches!(r.next(), ReadOutcome::Corrupt { at: 0, resume_at: 112, .. }));
+    w.try_push(&[3; 40]).expect("push");
+    w.publish();
+    assert_eq!(read_frame(&mut r), Some((3, vec![3; 40])));
+}
+
+#[test]
+fn a_new_ring_closes_the_old_one() {
+    let f = fixture();
+    let _w = RingWriter::create(&f.ring, &f.cursor, 4096, 0o640).expect("create");
+    let r = RingReader::open(&f.ring, &f.cursor).expect("open");
+    assert!(!r.is_closed());
+    let w2 = RingWriter::create(&f.ring, &f.cursor, 4096, 0o640).expect("create again");
+    assert!(r.is_closed());
+    assert_ne!(r.epoch(), w2.epoch());
+    let r2 = RingReader::open(&f.ring, &f.cursor).expect("reopen");
+    assert_eq!(r2.position(), 0, "a new epoch starts at zero");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push(usize),
+    Read(usize),
+    Commit,
+    /// The agent dies and restarts: it resumes from the committed position.
+    CrashReader,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0usize..600).prop_map(Op::Push),
+        3 => (1usize..20).prop_map(Op::Read),
+        2 => Just(Op::Commit),
+        1 => Just(Op::CrashReader),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Against a model: frames are read in order, each exactly once between commits, a crash
+    /// re-delivers exactly the uncommitted frames, and the writer only refuses when the
+    /// uncommitted bytes leave no room.
+    #[test]
+    fn ring_matches_model(ops in proptest::collection::vec(op(), 1..300)) {
+        let f = fixture();
+        let cap = 4096u64;
+        let mut w = RingWriter::create(&f.ring, &f.cursor, cap, 0o640).expect("create");
+        let mut r = RingReader::open(&f.ring, &f.cursor).expect("open");
+        // Model: frames not yet committed, and how many of them the reader has consumed.
+        let mut uncommitted: VecDeque<(u64, Vec<u8>)> = VecDeque::new();
+        let mut ends: VecDeque<u64> = VecDeque::new();
+        let mut consumed = 0usize;
+        let (mut model_wp, mut model_rp) = (0u64, 0u64);
+        let mut next_seq = 1u64;
+        let mut tag = 0u8;
+        for op in ops {
+            match op {
+                Op::Push(len) => {
+                    tag = tag.wrapping_add(1);
+                    let payload = vec![tag; len];
+                    // The spec: a frame never straddles the end of the area (the rest is
+                    // padding), and it fits only within the space not yet committed.
+                    let need = layout::frame_size(len);
+                    let contiguous = cap - model_wp % cap;
+                    let pad = if need > contiguous { contiguous } else { 0 };
+                    let fits = need <= cap / 2 && pad + need <= cap - (model_wp - model_rp);
+                    match w.try_push(&payload) {
+                        Ok(seq) => {
+                            prop_assert!(fits, "accepted a frame that overwrites uncommitted data");
+                            prop_assert_eq!(seq, next_seq);
+                            next_seq += 1;
+                            model_wp += pad + need;
+                            uncommitted.push_back((seq, payload));
+                            ends.push_back(model_wp);
+                        }
+                        Err(RingFull) => prop_assert!(!fits, "refused a frame that fits"),
+                    }
+                    w.publish();
+                }
+                Op::Read(n) => {
+                    for _ in 0..n {
+                        match read_frame(&mut r) {
+                            Some(got) => {
+                                prop_assert_eq!(Some(&got), uncommitted.get(consumed));
+                                consumed += 1;
+                            }
+                            None => {
+                                prop_assert_eq!(consumed, uncommitted.len());
+                                break;
+                            }
+                        }
+                    }
+                }
+                Op::Commit => {
+                    r.commit(r.position());
+                    if consumed > 0 {
+                        model_rp = ends[consumed - 1];
+                    }
+                    prop_assert_eq!(model_rp, r.position());
+                    uncommitted.drain(..consumed);
+                    ends.drain(..consumed);
+                    consumed = 0;
+                }
+                Op::CrashReader => {
+                    drop(r);
+                    r = RingReader::open(&f.ring, &f.cursor).expect("reopen");
+                    consumed = 0;
+                }
+            }
+        }
+        // Drain: everything uncommitted is still readable, in order.
+        let rest: Vec<_> = std::iter::from_fn(|| read_frame(&mut r)).collect();
+        prop_assert_eq!(rest, uncommitted.into_iter().skip(consumed).collect::<Vec<_>>());
+    }
+}

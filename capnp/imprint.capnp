@@ -1,0 +1,116 @@
+# imprint's one definition of a record, on the collector→agent ring and in spool segments.
+#
+# Evolution rules: fields and enumerants are only ever appended (never renumbered, never
+# removed), so every older spool stays readable. `Batch.formatVersion` is bumped when the
+# meaning of an existing field changes.
+@0x8a1342b204438023;
+
+# One input event, as the kernel delivered it.
+struct InputEvent {
+  monoNs @0 :UInt64;     # CLOCK_MONOTONIC timestamp in nanoseconds
+  device @1 :UInt32;     # Device.index
+  type @2 :UInt16;       # EV_* type
+  code @3 :UInt16;       # KEY_*, REL_*, ABS_*, ... code
+  value @4 :Int32;
+  focus @5 :UInt64;      # Focus.seq in force when the event happened (0: unknown)
+}
+
+# An input device, as the collector's device table knows it.
+struct Device {
+  index @0 :UInt32;      # stable within one collector run; referenced by InputEvent.device
+  name @1 :Text;
+  bus @2 :UInt16;
+  vendor @3 :UInt16;
+  product @4 :UInt16;
+  version @5 :UInt16;
+  phys @6 :Text;
+  virtual @7 :Bool;      # uinput or otherwise injected: not a physical device
+  node @8 :Text;         # /dev/input/eventN, or the recorded node for replay
+  removed @9 :Bool;      # the device went away; its index is not reused in this run
+  monoNs @10 :UInt64;    # when the collector saw it appear (or disappear)
+  source @11 :Source;
+}
+
+# Where the events came from.
+enum Source {
+  unknown @0;
+  evdev @1;
+  ebpf @2;
+  replay @3;
+}
+
+# The pipeline stage at which events were lost.
+enum Stage {
+  unknown @0;
+  bpfReserve @1;       # BPF ring buffer reserve failed
+  ringFull @2;         # collector→agent ring had no room
+  evdevSynDropped @3;  # the kernel's evdev buffer overflowed (SYN_DROPPED)
+  policy @4;           # dropped by policy (out of scope)
+  disk @5;             # the spool could not be written (disk full, I/O error)
+  ringCorrupt @6;      # a ring frame failed validation
+  spoolCorrupt @7;     # a spool frame failed validation when read back
+  spoolTorn @8;        # a torn tail was truncated during recovery
+}
+
+# A counted loss: never silence.
+struct Gap {
+  fromNs @0 :UInt64;
+  toNs @1 :UInt64;
+  stage @2 :Stage;
+  count @3 :UInt64;    # events (or frames, for the ring stages) lost
+  device @4 :UInt32;   # the device concerned, or 0xFFFFFFFF for none/all
+}
+
+# The application that had focus. Filled by focus tracking; fields may be empty.
+struct Focus {
+  seq @0 :UInt64;
+  monoNs @1 :UInt64;
+  pid @2 :UInt32;
+  startTime @3 :UInt64;  # process start time (clock ticks since boot), so a reused pid is not confused
+  exe @4 :Text;
+  appId @5 :Text;        # desktop, flatpak or snap app id
+  unit @6 :Text;         # systemd unit
+  cgroup @7 :Text;
+  uid @8 :UInt32;
+  session @9 :Text;
+  title @10 :Text;       # only when titles are enabled by configuration
+  wmClass @11 :Text;
+  pidVerified @12 :Bool; # pid came from the display server, not from a client's own claim
+}
+
+# Key events replaced by policy: their timing is kept, their identity is not.
+struct Redaction {
+  fromNs @0 :UInt64;
+  toNs @1 :UInt64;
+  rule @2 :Text;
+  count @3 :UInt32;
+  placeholder @4 :Text;
+}
+
+# The policy in force when a batch was written.
+struct PolicyStamp {
+  version @0 :UInt64;
+  hash @1 :Text;         # hex digest of the effective policy
+  defaultLevel @2 :Text;
+}
+
+struct Record {
+  union {
+    event @0 :InputEvent;
+    device @1 :Device;
+    gap @2 :Gap;
+    focus @3 :Focus;
+    redaction @4 :Redaction;
+    policy @5 :PolicyStamp;
+  }
+}
+
+# One spool frame's payload: records admitted by policy, with where they came from.
+struct Batch {
+  formatVersion @0 :UInt16;
+  ringEpoch @1 :UInt64;     # which collector ring the records were read from
+  ringSeqFirst @2 :UInt64;  # first and last ring frame sequence numbers consumed
+  ringSeqLast @3 :UInt64;
+  policy @4 :PolicyStamp;
+  records @5 :List(Record);
+}
