@@ -5,3 +5,4 @@
 pub mod fsutil;
 pub mod record;
 pub mod ring;
+pub mod spool;
