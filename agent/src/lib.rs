@@ -2,7 +2,14 @@
 //!
 //! The modules follow the pipeline in DESIGN.md: [`source`] → [`collector`] → [`ring`] →
 //! [`agent`] ([`policy`] → [`spool`]), with [`ctl`] as the command line.
+pub mod agent;
+pub mod collector;
+pub mod config;
+pub mod ctl;
 pub mod fsutil;
+pub mod metrics;
+pub mod policy;
 pub mod record;
 pub mod ring;
+pub mod source;
 pub mod spool;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `imprint` binary.
+
+fn main() {
+    std::process::exit(imprint::ctl::main());
+}

@@ -9,10 +9,12 @@ fn checked_in_generated_code_matches_schema() {
         .file(format!("{manifest}/imprint.capnp"))
         .output_path(dir.path())
         .run()
-        .expect("the capnp compiler (Debian package `capnproto`) is needed to check generated code");
+        .expect(
+            "the capnp compiler (Debian package `capnproto`) is needed to check generated code",
+        );
     let fresh = std::fs::read_to_string(dir.path().join("imprint_capnp.rs")).expect("read fresh");
-    let checked_in =
-        std::fs::read_to_string(format!("{manifest}/generated/imprint_capnp.rs")).unwrap_or_default();
+    let checked_in = std::fs::read_to_string(format!("{manifest}/generated/imprint_capnp.rs"))
+        .unwrap_or_default();
     if std::env::var_os("IMPRINT_REGENERATE").is_some() {
         std::fs::write(format!("{manifest}/generated/imprint_capnp.rs"), &fresh)
             .expect("write checked-in");

@@ -251,7 +251,14 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let recs = vec![
-            Record::Event(InputEvent { mono_ns: 7, device: 2, kind: 1, code: 30, value: 1, focus: 3 }),
+            Record::Event(InputEvent {
+                mono_ns: 7,
+                device: 2,
+                kind: 1,
+                code: 30,
+                value: 1,
+                focus: 3,
+            }),
             Record::Device(DeviceInfo {
                 index: 2,
                 name: "kbd".into(),
@@ -266,14 +273,26 @@ mod tests {
                 mono_ns: 1,
                 source: Source::Evdev,
             }),
-            Record::Gap(Gap { from_ns: 1, to_ns: 9, stage: Stage::RingFull, count: 12, device: 2 }),
+            Record::Gap(Gap {
+                from_ns: 1,
+                to_ns: 9,
+                stage: Stage::RingFull,
+                count: 12,
+                device: 2,
+            }),
         ];
         for r in &recs {
             let mut buf = Vec::new();
             encode_record(r, &mut buf);
             assert_eq!(&decode_record(&buf).expect("decode"), r);
         }
-        let meta = BatchMeta { format_version: 1, ring_epoch: 5, ring_seq_first: 1, ring_seq_last: 3, ..Default::default() };
+        let meta = BatchMeta {
+            format_version: 1,
+            ring_epoch: 5,
+            ring_seq_first: 1,
+            ring_seq_last: 3,
+            ..Default::default()
+        };
         let bytes = encode_batch(&meta, &recs);
         assert_eq!(decode_batch(&bytes).expect("decode batch"), (meta, recs));
     }

@@ -114,6 +114,8 @@ pub struct RingStats {
     pub evdev_dropped: u64,
     pub gaps_written: u64,
     pub capture_on: bool,
+    /// The collector closed this ring (it stopped or was replaced).
+    pub closed: bool,
     pub source: &'static str,
     pub devices: u32,
     pub collector_pid: u32,

@@ -22,7 +22,11 @@ pub enum ReadOutcome<'a> {
     /// Nothing new.
     Empty,
     /// The bytes at `at` failed validation; reading resumes at `resume_at`.
-    Corrupt { at: u64, why: &'static str, resume_at: u64 },
+    Corrupt {
+        at: u64,
+        why: &'static str,
+        resume_at: u64,
+    },
 }
 
 /// The single consumer of a ring.
@@ -44,7 +48,10 @@ impl RingReader {
             let p = p.to_owned();
             move |source| RingError::Io { path: p, source }
         };
-        let bad = |why: String| RingError::BadHeader { path: path.to_owned(), why };
+        let bad = |why: String| RingError::BadHeader {
+            path: path.to_owned(),
+            why,
+        };
         let file = File::open(path).map_err(io(path))?;
         let len = file.metadata().map_err(io(path))?.len();
         if len < layout::HEADER_SIZE {
@@ -58,14 +65,19 @@ impl RingReader {
         }
         let version = h.id.version.load(Ordering::Relaxed);
         if version != layout::VERSION {
-            return Err(bad(format!("version {version}, expected {}", layout::VERSION)));
+            return Err(bad(format!(
+                "version {version}, expected {}",
+                layout::VERSION
+            )));
         }
         let capacity = h.id.capacity.load(Ordering::Relaxed);
         if h.id.header_size.load(Ordering::Relaxed) as u64 != layout::HEADER_SIZE
             || !capacity.is_power_of_two()
             || len != layout::HEADER_SIZE + capacity
         {
-            return Err(bad(format!("capacity {capacity} does not match file size {len}")));
+            return Err(bad(format!(
+                "capacity {capacity} does not match file size {len}"
+            )));
         }
         let epoch = h.id.epoch.load(Ordering::Relaxed);
 
@@ -78,11 +90,17 @@ impl RingReader {
             .open(cursor_path)
             .map_err(io(cursor_path))?;
         if cfile.metadata().map_err(io(cursor_path))?.len() < layout::CURSOR_SIZE {
-            cfile.set_len(layout::CURSOR_SIZE).map_err(io(cursor_path))?;
+            cfile
+                .set_len(layout::CURSOR_SIZE)
+                .map_err(io(cursor_path))?;
         }
         // SAFETY: the agent owns the cursor file; the collector only reads it.
-        let cursor = unsafe { MmapOptions::new().len(layout::CURSOR_SIZE as usize).map_mut(&cfile) }
-            .map_err(io(cursor_path))?;
+        let cursor = unsafe {
+            MmapOptions::new()
+                .len(layout::CURSOR_SIZE as usize)
+                .map_mut(&cfile)
+        }
+        .map_err(io(cursor_path))?;
         let c = cursor_of(&cursor);
         let write_pos = h.producer.write_pos.load(Ordering::Acquire);
         let mut pos = 0;
@@ -100,7 +118,15 @@ impl RingReader {
         c.epoch.store(epoch, Ordering::Release);
         c.magic.store(layout::CURSOR_MAGIC, Ordering::Release);
         let _ = fsutil::sync_dir(cursor_path.parent().unwrap_or(Path::new(".")));
-        Ok(RingReader { path: path.to_owned(), map: Arc::new(map), cursor, capacity, epoch, pos, buf: Vec::new() })
+        Ok(RingReader {
+            path: path.to_owned(),
+            map: Arc::new(map),
+            cursor,
+            capacity,
+            epoch,
+            pos,
+            buf: Vec::new(),
+        })
     }
 
     fn header(&self) -> &RingHeader {
@@ -146,7 +172,11 @@ impl RingReader {
             let at = self.pos;
             if wp < at || wp - at > self.capacity {
                 self.pos = wp;
-                return ReadOutcome::Corrupt { at, why: "write position out of range", resume_at: wp };
+                return ReadOutcome::Corrupt {
+                    at,
+                    why: "write position out of range",
+                    resume_at: wp,
+                };
             }
             let data = &self.map[layout::HEADER_SIZE as usize..];
             let off = (at % self.capacity) as usize;
@@ -155,7 +185,11 @@ impl RingReader {
             if len == layout::WRAP_MARKER {
                 if at + contiguous > wp {
                     self.pos = wp;
-                    return ReadOutcome::Corrupt { at, why: "wrap marker past write position", resume_at: wp };
+                    return ReadOutcome::Corrupt {
+                        at,
+                        why: "wrap marker past write position",
+                        resume_at: wp,
+                    };
                 }
                 self.pos += contiguous;
                 continue;
@@ -164,7 +198,11 @@ impl RingReader {
             if contiguous < layout::FRAME_HEADER || total > contiguous || at + total > wp {
                 // The length is garbage, so frame boundaries after it are unknowable.
                 self.pos = wp;
-                return ReadOutcome::Corrupt { at, why: "frame length out of bounds", resume_at: wp };
+                return ReadOutcome::Corrupt {
+                    at,
+                    why: "frame length out of bounds",
+                    resume_at: wp,
+                };
             }
             let end = off + layout::FRAME_HEADER as usize + len as usize;
             self.buf.clear();
@@ -172,10 +210,17 @@ impl RingReader {
             self.pos = at + total;
             let crc = read_u32(&self.buf, 4);
             if crc32c::crc32c(&self.buf[8..]) != crc {
-                return ReadOutcome::Corrupt { at, why: "frame CRC mismatch", resume_at: self.pos };
+                return ReadOutcome::Corrupt {
+                    at,
+                    why: "frame CRC mismatch",
+                    resume_at: self.pos,
+                };
             }
             let seq = u64::from_le_bytes(self.buf[8..16].try_into().unwrap_or_default());
-            return ReadOutcome::Frame { seq, payload: &self.buf[16..] };
+            return ReadOutcome::Frame {
+                seq,
+                payload: &self.buf[16..],
+            };
         }
     }
 
@@ -195,7 +240,8 @@ impl RingReader {
         let notify_word = &self.header().producer.notify;
         let seen = notify_word.load(Ordering::SeqCst);
         self.cursor().waiting.store(1, Ordering::SeqCst);
-        if self.header().producer.write_pos.load(Ordering::SeqCst) == self.pos && !self.is_closed() {
+        if self.header().producer.write_pos.load(Ordering::SeqCst) == self.pos && !self.is_closed()
+        {
             notify::wait(notify_word, seen, timeout);
         }
         self.cursor().waiting.store(0, Ordering::SeqCst);
@@ -203,7 +249,9 @@ impl RingReader {
 
     /// A handle another thread can use to interrupt [`RingReader::wait`].
     pub fn waker(&self) -> RingWaker {
-        RingWaker { map: Arc::clone(&self.map) }
+        RingWaker {
+            map: Arc::clone(&self.map),
+        }
     }
 
     /// Counters and positions, for status.
@@ -227,16 +275,30 @@ impl RingWaker {
 
 /// Reads counters from a ring file without becoming its reader (for `imprint status`).
 pub fn peek_stats(path: &Path, cursor_path: &Path) -> Result<RingStats, RingError> {
-    let io = |source| RingError::Io { path: path.to_owned(), source };
+    let io = |source| RingError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let file = File::open(path).map_err(io)?;
     if file.metadata().map_err(io)?.len() < layout::HEADER_SIZE {
-        return Err(RingError::BadHeader { path: path.to_owned(), why: "too short".into() });
+        return Err(RingError::BadHeader {
+            path: path.to_owned(),
+            why: "too short".into(),
+        });
     }
     // SAFETY: read-only map of the header page, validated below.
-    let map = unsafe { MmapOptions::new().len(layout::HEADER_SIZE as usize).map(&file) }.map_err(io)?;
+    let map = unsafe {
+        MmapOptions::new()
+            .len(layout::HEADER_SIZE as usize)
+            .map(&file)
+    }
+    .map_err(io)?;
     let h = header_of(&map);
     if h.id.magic.load(Ordering::Acquire) != layout::MAGIC {
-        return Err(RingError::BadHeader { path: path.to_owned(), why: "bad magic".into() });
+        return Err(RingError::BadHeader {
+            path: path.to_owned(),
+            why: "bad magic".into(),
+        });
     }
     let epoch = h.id.epoch.load(Ordering::Relaxed);
     let committed = File::open(cursor_path)
@@ -244,7 +306,11 @@ pub fn peek_stats(path: &Path, cursor_path: &Path) -> Result<RingStats, RingErro
         .and_then(|f| unsafe { MmapOptions::new().len(layout::CURSOR_SIZE as usize).map(&f) }.ok())
         .map(|m| {
             let c = cursor_of(&m);
-            if c.epoch.load(Ordering::Acquire) == epoch { c.read_pos.load(Ordering::Acquire) } else { 0 }
+            if c.epoch.load(Ordering::Acquire) == epoch {
+                c.read_pos.load(Ordering::Acquire)
+            } else {
+                0
+            }
         })
         .unwrap_or(0);
     Ok(stats_of(h, committed))
@@ -267,6 +333,7 @@ fn stats_of(h: &RingHeader, read_pos: u64) -> RingStats {
         evdev_dropped: c.evdev_dropped.load(Ordering::Relaxed),
         gaps_written: c.gaps_written.load(Ordering::Relaxed),
         capture_on: c.capture_on.load(Ordering::Relaxed) != 0,
+        closed: h.producer.closed.load(Ordering::Relaxed) != 0,
         source: layout::source_name(c.source.load(Ordering::Relaxed)),
         devices: c.devices.load(Ordering::Relaxed),
         collector_pid: h.id.collector_pid.load(Ordering::Relaxed),

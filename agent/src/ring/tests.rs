@@ -10,7 +10,11 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    Fixture { ring: ring_path(dir.path()), cursor: cursor_path(dir.path()), _dir: dir }
+    Fixture {
+        ring: ring_path(dir.path()),
+        cursor: cursor_path(dir.path()),
+        _dir: dir,
+    }
 }
 
 fn read_frame(r: &mut RingReader) -> Option<(u64, Vec<u8>)> {
@@ -58,7 +62,14 @@ fn flipped_byte_is_reported_and_reading_continues() {
     bytes[off] ^= 0xff;
     std::fs::write(&f.ring, &bytes).expect("write");
     assert_eq!(read_frame(&mut r), Some((1, vec![0; 40])));
-    assert!(matches!(r.next(), ReadOutcome::Corrupt { at: 56, why: "frame CRC mismatch", .. }));
+    assert!(matches!(
+        r.next(),
+        ReadOutcome::Corrupt {
+            at: 56,
+            why: "frame CRC mismatch",
+            ..
+        }
+    ));
     assert_eq!(read_frame(&mut r), Some((3, vec![2; 40])));
 }
 
@@ -73,7 +84,14 @@ fn garbage_length_skips_to_write_position() {
     let mut bytes = std::fs::read(&f.ring).expect("read");
     bytes[layout::HEADER_SIZE as usize..][..4].copy_from_slice(&9999u32.to_le_bytes());
     std::fs::write(&f.ring, &bytes).expect("write");
-    assert!(matches!(r.next(), ReadOutcome::Corrupt { at: 0, resume_at: 112, .. }));
+    assert!(matches!(
+        r.next(),
+        ReadOutcome::Corrupt {
+            at: 0,
+            resume_at: 112,
+            ..
+        }
+    ));
     w.try_push(&[3; 40]).expect("push");
     w.publish();
     assert_eq!(read_frame(&mut r), Some((3, vec![3; 40])));

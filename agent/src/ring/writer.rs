@@ -29,11 +29,19 @@ impl RingWriter {
     ///
     /// An old ring at the same path is marked closed first, so an agent still reading it
     /// drains it and moves to the new one. The new file gets `mode` (0640 in production).
-    pub fn create(path: &Path, cursor_path: &Path, capacity: u64, mode: u32) -> Result<Self, RingError> {
+    pub fn create(
+        path: &Path,
+        cursor_path: &Path,
+        capacity: u64,
+        mode: u32,
+    ) -> Result<Self, RingError> {
         if !capacity.is_power_of_two() || !(4096..=1 << 30).contains(&capacity) {
             return Err(RingError::BadCapacity(capacity));
         }
-        let io = |source| RingError::Io { path: path.to_owned(), source };
+        let io = |source| RingError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let tmp = path.with_extension("new");
         let file = fsutil::create_with_mode(&tmp, mode).map_err(io)?;
         file.set_len(layout::HEADER_SIZE + capacity).map_err(io)?;
@@ -49,10 +57,12 @@ impl RingWriter {
         };
         let h = w.header();
         h.id.version.store(layout::VERSION, Ordering::Relaxed);
-        h.id.header_size.store(layout::HEADER_SIZE as u32, Ordering::Relaxed);
+        h.id.header_size
+            .store(layout::HEADER_SIZE as u32, Ordering::Relaxed);
         h.id.capacity.store(capacity, Ordering::Relaxed);
         h.id.epoch.store(new_epoch(), Ordering::Relaxed);
-        h.id.collector_pid.store(std::process::id(), Ordering::Relaxed);
+        h.id.collector_pid
+            .store(std::process::id(), Ordering::Relaxed);
         h.producer.next_seq.store(1, Ordering::Relaxed);
         // The magic goes last so a reader never sees a half-initialised header as valid.
         h.id.magic.store(layout::MAGIC, Ordering::Release);
@@ -194,14 +204,25 @@ pub(super) fn cursor_of(m: &[u8]) -> &Cursor {
 
 /// Marks an existing ring at `path` as closed so its reader moves on.
 fn mark_closed(path: &Path) {
-    let Ok(f) = std::fs::OpenOptions::new().read(true).write(true).open(path) else {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
         return;
     };
-    if f.metadata().map(|m| m.len() < layout::HEADER_SIZE).unwrap_or(true) {
+    if f.metadata()
+        .map(|m| m.len() < layout::HEADER_SIZE)
+        .unwrap_or(true)
+    {
         return;
     }
     // SAFETY: we only touch atomics in the header of a file at least HEADER_SIZE long.
-    if let Ok(m) = unsafe { MmapOptions::new().len(layout::HEADER_SIZE as usize).map_mut(&f) } {
+    if let Ok(m) = unsafe {
+        MmapOptions::new()
+            .len(layout::HEADER_SIZE as usize)
+            .map_mut(&f)
+    } {
         let h = unsafe { &*(m.as_ptr() as *const RingHeader) };
         if h.id.magic.load(Ordering::Acquire) == layout::MAGIC {
             h.producer.closed.store(1, Ordering::SeqCst);

@@ -22,9 +22,17 @@ pub fn encode(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
 /// One item found while scanning frames.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Scanned<'a> {
-    Frame { offset: usize, seq: u64, payload: &'a [u8] },
+    Frame {
+        offset: usize,
+        seq: u64,
+        payload: &'a [u8],
+    },
     /// Bytes `offset..offset + len` are not a valid frame.
-    Damaged { offset: usize, len: usize, why: &'static str },
+    Damaged {
+        offset: usize,
+        len: usize,
+        why: &'static str,
+    },
     /// A frame starting at `offset` runs past the end of the data (a torn write).
     Truncated { offset: usize },
 }
@@ -84,19 +92,31 @@ impl<'a> Iterator for Scanner<'a> {
         match self.check_at(at) {
             Ok((seq, len)) => {
                 self.pos = at + FRAME_HEADER + len;
-                Some(Scanned::Frame { offset: at, seq, payload: &self.data[at + FRAME_HEADER..self.pos] })
+                Some(Scanned::Frame {
+                    offset: at,
+                    seq,
+                    payload: &self.data[at + FRAME_HEADER..self.pos],
+                })
             }
             Err((why, runs_out)) => match self.resync(at + 1) {
                 Some(next) => {
                     self.pos = next;
-                    Some(Scanned::Damaged { offset: at, len: next - at, why })
+                    Some(Scanned::Damaged {
+                        offset: at,
+                        len: next - at,
+                        why,
+                    })
                 }
                 None => {
                     self.pos = self.data.len();
                     Some(if runs_out {
                         Scanned::Truncated { offset: at }
                     } else {
-                        Scanned::Damaged { offset: at, len: self.data.len() - at, why }
+                        Scanned::Damaged {
+                            offset: at,
+                            len: self.data.len() - at,
+                            why,
+                        }
                     })
                 }
             },

@@ -58,9 +58,14 @@ pub enum SpoolError {
 impl SpoolError {
     fn io(path: &Path, source: std::io::Error) -> Self {
         if fsutil::is_out_of_space(&source) {
-            SpoolError::NoSpace { path: path.to_owned() }
+            SpoolError::NoSpace {
+                path: path.to_owned(),
+            }
         } else {
-            SpoolError::Io { path: path.to_owned(), source }
+            SpoolError::Io {
+                path: path.to_owned(),
+                source,
+            }
         }
     }
 }
@@ -97,9 +102,15 @@ impl Spool {
     pub fn open(opts: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
         fsutil::ensure_private_dir(&opts.dir).map_err(|e| SpoolError::io(&opts.dir, e))?;
         let mut rec = Recovery::default();
-        let mut spool = Spool { opts, open: None, next_seq: 1, scratch: Vec::new() };
+        let mut spool = Spool {
+            opts,
+            open: None,
+            next_seq: 1,
+            scratch: Vec::new(),
+        };
         spool.remove_temporaries();
-        let segments = list_segments(&spool.opts.dir).map_err(|e| SpoolError::io(&spool.opts.dir, e))?;
+        let segments =
+            list_segments(&spool.opts.dir).map_err(|e| SpoolError::io(&spool.opts.dir, e))?;
         for seg in &segments {
             let sealed_twin = seg.path.with_extension(read::SEALED_SUFFIX);
             if !seg.sealed && sealed_twin.exists() {
@@ -132,6 +143,11 @@ impl Spool {
         Ok((spool, rec))
     }
 
+    /// True while a segment is open for appending (false: the next append starts one).
+    pub fn has_open_segment(&self) -> bool {
+        self.open.is_some()
+    }
+
     /// The sequence number the next frame will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -146,7 +162,9 @@ impl Spool {
         let seq = self.next_seq;
         self.scratch.clear();
         frame::encode(seq, payload, &mut self.scratch);
-        let Some(seg) = self.open.as_mut() else { unreachable!("created above") };
+        let Some(seg) = self.open.as_mut() else {
+            unreachable!("created above")
+        };
         if let Err(e) = seg.file.write_all(&self.scratch) {
             // Cut whatever part of the frame reached the file, so the segment stays valid.
             let _ = seg.file.set_len(seg.len);
@@ -166,7 +184,9 @@ impl Spool {
     pub fn sync(&mut self) -> Result<(), SpoolError> {
         if let Some(seg) = self.open.as_mut() {
             if !seg.synced {
-                seg.file.sync_data().map_err(|e| SpoolError::io(&seg.path, e))?;
+                seg.file
+                    .sync_data()
+                    .map_err(|e| SpoolError::io(&seg.path, e))?;
                 seg.synced = true;
             }
         }
@@ -196,7 +216,9 @@ impl Spool {
 
     /// Deletes the oldest sealed segments beyond the size and age limits; returns how many.
     pub fn enforce_retention(&mut self, now: SystemTime) -> usize {
-        let Ok(segments) = list_segments(&self.opts.dir) else { return 0 };
+        let Ok(segments) = list_segments(&self.opts.dir) else {
+            return 0;
+        };
         let mut total: u64 = segments.iter().map(|s| s.bytes).sum();
         let mut deleted = 0;
         for seg in segments.iter().filter(|s| s.sealed) {
@@ -214,7 +236,9 @@ impl Spool {
                     total -= seg.bytes;
                     deleted += 1;
                 }
-                Err(e) => tracing::warn!(segment = %seg.path.display(), error = %e, "retention could not remove segment"),
+                Err(e) => {
+                    tracing::warn!(segment = %seg.path.display(), error = %e, "retention could not remove segment")
+                }
             }
         }
         deleted
@@ -224,7 +248,13 @@ impl Spool {
         let path = self.opts.dir.join(read::segment_name(self.next_seq, false));
         let file = fsutil::open_private_append(&path).map_err(|e| SpoolError::io(&path, e))?;
         fsutil::sync_dir(&self.opts.dir).map_err(|e| SpoolError::io(&self.opts.dir, e))?;
-        Ok(OpenSegment { path, file, len: 0, frame_ends: Vec::new(), synced: true })
+        Ok(OpenSegment {
+            path,
+            file,
+            len: 0,
+            frame_ends: Vec::new(),
+            synced: true,
+        })
     }
 
     /// Compresses an open segment into its sealed form and removes the open file.
@@ -236,12 +266,14 @@ impl Spool {
         }
         let ends: Vec<usize> = frame::scan(&raw)
             .filter_map(|s| match s {
-                frame::Scanned::Frame { offset, payload, .. } => Some(offset + frame::FRAME_HEADER + payload.len()),
+                frame::Scanned::Frame {
+                    offset, payload, ..
+                } => Some(offset + frame::FRAME_HEADER + payload.len()),
                 _ => None,
             })
             .collect();
-        let sealed_bytes =
-            sealed::seal(&raw, &ends, self.opts.zstd_level).map_err(|e| SpoolError::io(open_path, e))?;
+        let sealed_bytes = sealed::seal(&raw, &ends, self.opts.zstd_level)
+            .map_err(|e| SpoolError::io(open_path, e))?;
         let sealed_path = open_path.with_extension(read::SEALED_SUFFIX);
         fsutil::write_atomic(&sealed_path, &sealed_bytes, 0o600).map_err(|e| {
             let _ = std::fs::remove_file(sealed_path.with_extension("tmp"));
@@ -264,7 +296,10 @@ impl Spool {
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), SpoolError> {
-    let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| SpoolError::io(path, e))?;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| SpoolError::io(path, e))?;
     f.set_len(len).map_err(|e| SpoolError::io(path, e))?;
     f.sync_all().map_err(|e| SpoolError::io(path, e))
 }

@@ -37,9 +37,16 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<SegmentFile>> {
             SEALED_SUFFIX => true,
             _ => continue,
         };
-        let Ok(first_seq) = stem.parse::<u64>() else { continue };
+        let Ok(first_seq) = stem.parse::<u64>() else {
+            continue;
+        };
         let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        out.push(SegmentFile { path, sealed, first_seq, bytes });
+        out.push(SegmentFile {
+            path,
+            sealed,
+            first_seq,
+            bytes,
+        });
     }
     out.sort_by_key(|s| (s.first_seq, s.sealed));
     Ok(out)
@@ -47,17 +54,29 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<SegmentFile>> {
 
 /// File name of a segment starting at `first_seq`.
 pub fn segment_name(first_seq: u64, sealed: bool) -> String {
-    format!("{first_seq:020}.{}", if sealed { SEALED_SUFFIX } else { OPEN_SUFFIX })
+    format!(
+        "{first_seq:020}.{}",
+        if sealed { SEALED_SUFFIX } else { OPEN_SUFFIX }
+    )
 }
 
 /// One thing found while reading a segment.
 #[derive(Debug)]
 pub enum Item {
-    Frame { seq: u64, payload: Vec<u8> },
+    Frame {
+        seq: u64,
+        payload: Vec<u8>,
+    },
     /// Damage, located as precisely as the format allows.
-    Damaged { place: String, why: String },
+    Damaged {
+        place: String,
+        why: String,
+    },
     /// An open segment ends in a partial frame (a write torn by a crash).
-    TornTail { place: String, bytes: u64 },
+    TornTail {
+        place: String,
+        bytes: u64,
+    },
 }
 
 /// Reads every frame of `seg`, calling `f` for each item in order. Fails only when the file
@@ -68,7 +87,10 @@ pub fn read_segment(seg: &SegmentFile, mut f: impl FnMut(Item)) -> std::io::Resu
     if !seg.sealed {
         for s in frame::scan(&data) {
             f(match s {
-                Scanned::Frame { seq, payload, .. } => Item::Frame { seq, payload: payload.to_vec() },
+                Scanned::Frame { seq, payload, .. } => Item::Frame {
+                    seq,
+                    payload: payload.to_vec(),
+                },
                 Scanned::Damaged { offset, len, why } => Item::Damaged {
                     place: format!("{name} at byte {offset} ({len} bytes)"),
                     why: why.into(),
@@ -84,7 +106,10 @@ pub fn read_segment(seg: &SegmentFile, mut f: impl FnMut(Item)) -> std::io::Resu
     let chunks = match sealed::open(&data) {
         Ok(c) => c,
         Err(why) => {
-            f(Item::Damaged { place: format!("{name} at byte 0"), why });
+            f(Item::Damaged {
+                place: format!("{name} at byte 0"),
+                why,
+            });
             return Ok(());
         }
     };
@@ -97,7 +122,10 @@ pub fn read_segment(seg: &SegmentFile, mut f: impl FnMut(Item)) -> std::io::Resu
             Chunk::Data { offset, raw } => {
                 for s in frame::scan(&raw) {
                     f(match s {
-                        Scanned::Frame { seq, payload, .. } => Item::Frame { seq, payload: payload.to_vec() },
+                        Scanned::Frame { seq, payload, .. } => Item::Frame {
+                            seq,
+                            payload: payload.to_vec(),
+                        },
                         Scanned::Damaged { offset: o, why, .. } => Item::Damaged {
                             place: format!("{name} chunk at byte {offset}, frame at byte {o}"),
                             why: why.into(),

@@ -72,14 +72,25 @@ pub fn open(data: &[u8]) -> Result<Vec<Chunk>, String> {
             Ok((z, raw_len)) => {
                 let next = pos + CHUNK_HEADER + z.len();
                 match zstd::bulk::decompress(z, raw_len) {
-                    Ok(raw) if raw.len() == raw_len => chunks.push(Chunk::Data { offset: pos, raw }),
-                    Ok(_) => chunks.push(Chunk::Damaged { offset: pos, why: "chunk length mismatch".into() }),
-                    Err(e) => chunks.push(Chunk::Damaged { offset: pos, why: format!("zstd: {e}") }),
+                    Ok(raw) if raw.len() == raw_len => {
+                        chunks.push(Chunk::Data { offset: pos, raw })
+                    }
+                    Ok(_) => chunks.push(Chunk::Damaged {
+                        offset: pos,
+                        why: "chunk length mismatch".into(),
+                    }),
+                    Err(e) => chunks.push(Chunk::Damaged {
+                        offset: pos,
+                        why: format!("zstd: {e}"),
+                    }),
                 }
                 pos = next;
             }
             Err(why) => {
-                chunks.push(Chunk::Damaged { offset: pos, why: why.into() });
+                chunks.push(Chunk::Damaged {
+                    offset: pos,
+                    why: why.into(),
+                });
                 let magic = CHUNK_MAGIC.to_le_bytes();
                 pos = (pos + 1..data.len().saturating_sub(CHUNK_HEADER - 1))
                     .filter(|&i| data[i..i + 4] == magic)

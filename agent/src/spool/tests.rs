@@ -17,7 +17,10 @@ fn all_frames(dir: &Path) -> (Vec<(u64, Vec<u8>)>, Vec<String>) {
 }
 
 fn opts(dir: &Path) -> SpoolOptions {
-    SpoolOptions { segment_max_bytes: 1000, ..SpoolOptions::new(dir.join("spool")) }
+    SpoolOptions {
+        segment_max_bytes: 1000,
+        ..SpoolOptions::new(dir.join("spool"))
+    }
 }
 
 #[test]
@@ -37,12 +40,29 @@ fn frames_survive_rotation_and_reopen_with_private_modes() {
     let (frames, damage) = all_frames(&o.dir);
     assert!(damage.is_empty(), "{damage:?}");
     assert_eq!(frames.len(), 50);
-    assert!(frames.iter().enumerate().all(|(i, (seq, p))| *seq == i as u64 + 1 && p == &vec![i as u8; 100]));
+    assert!(frames
+        .iter()
+        .enumerate()
+        .all(|(i, (seq, p))| *seq == i as u64 + 1 && p == &vec![i as u8; 100]));
     let segs = list_segments(&o.dir).expect("list");
     assert!(segs.len() > 2 && segs.iter().all(|s| s.sealed));
-    assert_eq!(std::fs::metadata(&o.dir).expect("meta").permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&o.dir)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
     for seg in segs {
-        assert_eq!(std::fs::metadata(&seg.path).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&seg.path)
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 }
 
@@ -56,8 +76,12 @@ fn torn_tail_is_cut_and_counted() {
     s.sync().expect("sync");
     drop(s);
     let seg = &list_segments(&o.dir).expect("list")[0];
-    let mut f = std::fs::OpenOptions::new().append(true).open(&seg.path).expect("open seg");
-    f.write_all(&frame::FRAME_MAGIC.to_le_bytes()).expect("write");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg.path)
+        .expect("open seg");
+    f.write_all(&frame::FRAME_MAGIC.to_le_bytes())
+        .expect("write");
     f.write_all(&[200, 0, 0, 0, 1, 2]).expect("write");
     drop(f);
     let (s, rec) = Spool::open(o.clone()).expect("recover");
@@ -73,12 +97,22 @@ fn torn_tail_is_cut_and_counted() {
 #[test]
 fn damaged_sealed_chunk_is_located_and_others_survive() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let o = SpoolOptions { segment_max_bytes: 2 << 20, ..SpoolOptions::new(tmp.path().join("spool")) };
+    let o = SpoolOptions {
+        segment_max_bytes: 2 << 20,
+        ..SpoolOptions::new(tmp.path().join("spool"))
+    };
     let (mut s, _) = Spool::open(o.clone()).expect("open");
     // Incompressible-ish payloads so the segment spans several chunks.
     let mut x = 1u64;
     for _ in 0..400 {
-        let p: Vec<u8> = (0..2000).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+        let p: Vec<u8> = (0..2000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
         s.append(&p).expect("append");
     }
     s.rotate().expect("rotate");
@@ -90,27 +124,51 @@ fn damaged_sealed_chunk_is_located_and_others_survive() {
     std::fs::write(&seg.path, &bytes).expect("write");
     let (frames, damage) = all_frames(&o.dir);
     assert_eq!(damage.len(), 1, "{damage:?}");
-    assert!(damage[0].contains(&seg.path.display().to_string()) && damage[0].contains("chunk at byte"));
-    assert!(frames.len() > 200 && frames.len() < 400, "only the damaged chunk is lost: {}", frames.len());
+    assert!(
+        damage[0].contains(&seg.path.display().to_string()) && damage[0].contains("chunk at byte")
+    );
+    assert!(
+        frames.len() > 200 && frames.len() < 400,
+        "only the damaged chunk is lost: {}",
+        frames.len()
+    );
 }
 
 #[test]
 fn retention_removes_oldest_sealed_segments_first() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let o = SpoolOptions { segment_max_bytes: 1000, retention_max_bytes: 3000, ..SpoolOptions::new(tmp.path().join("spool")) };
+    let o = SpoolOptions {
+        segment_max_bytes: 1000,
+        retention_max_bytes: 3000,
+        ..SpoolOptions::new(tmp.path().join("spool"))
+    };
     let (mut s, _) = Spool::open(o.clone()).expect("open");
     let mut x = 7u64;
     for _ in 0..40 {
-        let p: Vec<u8> = (0..300).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+        let p: Vec<u8> = (0..300)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
         s.append(&p).expect("append");
     }
     let deleted = s.enforce_retention(SystemTime::now());
     assert!(deleted > 0);
     assert!(s.total_bytes() <= 3000, "{}", s.total_bytes());
     let (frames, _) = all_frames(&o.dir);
-    assert_eq!(frames.last().map(|f| f.0), Some(40), "the newest data is kept");
+    assert_eq!(
+        frames.last().map(|f| f.0),
+        Some(40),
+        "the newest data is kept"
+    );
     let first = frames.first().map(|f| f.0).unwrap_or(0);
-    assert!(frames.iter().map(|f| f.0).eq(first..=40), "what is left is contiguous");
+    assert!(
+        frames.iter().map(|f| f.0).eq(first..=40),
+        "what is left is contiguous"
+    );
 }
 
 proptest! {

@@ -1,0 +1,294 @@
+//! The collector: the small privileged half. It owns the capture source and the device
+//! table, frames every record as Cap'n Proto into the shared ring, and never blocks on the
+//! agent: when the ring is full it drops the newest records, counts them, and writes one gap
+//! record as soon as there is room again.
+
+use crate::record::codec::encode_record;
+use crate::record::{DeviceInfo, Gap, InputEvent, Record, Source, Stage, NO_DEVICE};
+use crate::ring::{RingFull, RingWriter};
+use crate::source::{self, libinput_yaml::Recording, replay::Speed, SourceEvent};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Where input comes from.
+pub enum Input {
+    /// Passive reads of the event nodes in this directory.
+    Evdev(PathBuf),
+    /// A recording, replayed; with `Speed::Max` the collector waits for ring space instead of
+    /// dropping, because a replay has no real time to keep up with.
+    Replay(Recording, Speed),
+    /// Capture is off: no source is opened at all.
+    Off,
+}
+
+/// Collector settings.
+pub struct CollectorOptions {
+    pub ring_path: PathBuf,
+    pub cursor_path: PathBuf,
+    pub ring_capacity: u64,
+    /// Mode of the ring file (0640: readable by the agent's group only).
+    pub ring_mode: u32,
+    /// Group that may read the ring, when it exists on this machine.
+    pub ring_group: Option<String>,
+}
+
+/// What a collector run did.
+#[derive(Debug, Default, Clone)]
+pub struct CollectorSummary {
+    pub events: u64,
+    pub frames_written: u64,
+    pub frames_dropped: u64,
+}
+
+/// The collector's state: ring writer, device table and pending drop accounting.
+pub struct Collector {
+    writer: RingWriter,
+    devices: BTreeMap<u32, DeviceInfo>,
+    unannounced: VecDeque<DeviceInfo>,
+    pending_gap: Option<Gap>,
+    scratch: Vec<u8>,
+    source: Source,
+    lossless: bool,
+    summary: CollectorSummary,
+}
+
+impl Collector {
+    /// Creates the ring (replacing an old one).
+    pub fn create(opts: &CollectorOptions) -> anyhow::Result<Self> {
+        let writer = RingWriter::create(
+            &opts.ring_path,
+            &opts.cursor_path,
+            opts.ring_capacity,
+            opts.ring_mode,
+        )?;
+        if let Some(group) = &opts.ring_group {
+            share_with_group(&opts.ring_path, group);
+        }
+        tracing::info!(ring = %opts.ring_path.display(), capacity = opts.ring_capacity, epoch = writer.epoch(), "ring created");
+        Ok(Collector {
+            writer,
+            devices: BTreeMap::new(),
+            unannounced: VecDeque::new(),
+            pending_gap: None,
+            scratch: Vec::with_capacity(256),
+            source: Source::Unknown,
+            lossless: false,
+            summary: CollectorSummary::default(),
+        })
+    }
+
+    /// The ring's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.writer.epoch()
+    }
+
+    /// Runs `input` until it ends or `shutdown` resolves; then closes the ring.
+    pub async fn run(
+        mut self,
+        input: Input,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<CollectorSummary> {
+        let (tx, mut rx) = mpsc::channel(source::CHANNEL_DEPTH);
+        let counters = self.writer.counters();
+        let task = match input {
+            Input::Off => {
+                tracing::info!("capture is off by policy: no input device is opened");
+                counters.capture_on.store(0, Ordering::Relaxed);
+                drop(tx);
+                None
+            }
+            Input::Evdev(dir) => {
+                self.source = Source::Evdev;
+                tracing::info!(dir = %dir.display(), "capturing with the evdev source (passive, never grabbed)");
+                Some(tokio::spawn(async move {
+                    if let Err(e) = source::evdev::run(dir, tx).await {
+                        tracing::error!(error = %e, "evdev source stopped");
+                    }
+                }))
+            }
+            Input::Replay(rec, speed) => {
+                self.source = Source::Replay;
+                self.lossless = speed == Speed::Max;
+                tracing::info!(
+                    devices = rec.devices.len(),
+                    events = rec.events.len(),
+                    ?speed,
+                    "replaying recording"
+                );
+                Some(tokio::spawn(async move {
+                    source::replay::run(rec, speed, tx).await;
+                }))
+            }
+        };
+        let counters = self.writer.counters();
+        counters
+            .source
+            .store(source::source_code(self.source), Ordering::Relaxed);
+        counters
+            .capture_on
+            .store(u32::from(task.is_some()), Ordering::Relaxed);
+        tokio::pin!(shutdown);
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            let n = tokio::select! {
+                n = rx.recv_many(&mut buf, 256) => n,
+                () = &mut shutdown => break,
+            };
+            if n == 0 {
+                break; // the source ended (a replay finished)
+            }
+            for ev in buf.drain(..) {
+                self.handle(ev).await;
+            }
+            self.writer.publish();
+        }
+        if let Some(task) = task {
+            task.abort();
+        }
+        // Whatever the source already handed over is still written.
+        rx.close();
+        while let Some(ev) = rx.recv().await {
+            self.handle(ev).await;
+        }
+        self.flush_pending();
+        self.writer
+            .counters()
+            .capture_on
+            .store(0, Ordering::Relaxed);
+        self.writer.close();
+        tracing::info!(
+            events = self.summary.events,
+            dropped = self.summary.frames_dropped,
+            "collector stopped"
+        );
+        Ok(self.summary)
+    }
+
+    /// Frames one source event into the ring.
+    pub async fn handle(&mut self, ev: SourceEvent) {
+        let counters = self.writer.counters();
+        match ev {
+            SourceEvent::Device(d) => {
+                if d.removed {
+                    self.devices.remove(&d.index);
+                } else {
+                    self.devices.insert(d.index, d.clone());
+                }
+                counters
+                    .devices
+                    .store(self.devices.len() as u32, Ordering::Relaxed);
+                // A device record must not be lost, or later events cannot be attributed.
+                self.unannounced.push_back(d);
+                self.flush_pending();
+            }
+            SourceEvent::Gap(g) => {
+                counters.evdev_dropped.fetch_add(g.count, Ordering::Relaxed);
+                self.push(&Record::Gap(g), g.from_ns).await;
+            }
+            SourceEvent::Input(raw) => {
+                self.summary.events += 1;
+                let c = match self.source {
+                    Source::Ebpf => &counters.events_ebpf,
+                    Source::Replay => &counters.events_replay,
+                    _ => &counters.events_evdev,
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+                self.push(&Record::Event(InputEvent::from(raw)), raw.mono_ns)
+                    .await;
+            }
+        }
+    }
+
+    /// Writes pending device announcements and the pending gap, oldest first.
+    fn flush_pending(&mut self) {
+        while let Some(d) = self.unannounced.front() {
+            self.scratch.clear();
+            encode_record(&Record::Device(d.clone()), &mut self.scratch);
+            if self.writer.try_push(&self.scratch).is_err() {
+                return;
+            }
+            self.unannounced.pop_front();
+            self.writer
+                .counters()
+                .frames_written
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(gap) = self.pending_gap {
+            self.scratch.clear();
+            encode_record(&Record::Gap(gap), &mut self.scratch);
+            if self.writer.try_push(&self.scratch).is_ok() {
+                let c = self.writer.counters();
+                c.gaps_written.fetch_add(1, Ordering::Relaxed);
+                c.frames_written.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(count = gap.count, "ring had been full; gap recorded");
+                self.pending_gap = None;
+            }
+        }
+    }
+
+    async fn push(&mut self, rec: &Record, mono_ns: u64) {
+        self.flush_pending();
+        self.scratch.clear();
+        encode_record(rec, &mut self.scratch);
+        loop {
+            let blocked = !self.unannounced.is_empty() || self.pending_gap.is_some();
+            let result = if blocked {
+                Err(RingFull)
+            } else {
+                self.writer.try_push(&self.scratch)
+            };
+            match result {
+                Ok(_) => {
+                    self.summary.frames_written += 1;
+                    self.writer
+                        .counters()
+                        .frames_written
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(RingFull) if self.lossless => {
+                    // Replay only: let the agent catch up rather than lose recorded events.
+                    self.writer.publish();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    self.flush_pending();
+                }
+                Err(RingFull) => {
+                    self.summary.frames_dropped += 1;
+                    self.writer
+                        .counters()
+                        .frames_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                    let g = self.pending_gap.get_or_insert(Gap {
+                        from_ns: mono_ns,
+                        to_ns: mono_ns,
+                        stage: Stage::RingFull,
+                        count: 0,
+                        device: NO_DEVICE,
+                    });
+                    g.count += 1;
+                    g.to_ns = mono_ns;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Lets `group` read the ring; a missing group (a development machine) is not an error.
+fn share_with_group(path: &std::path::Path, group: &str) {
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => {
+            if let Err(e) = nix::unistd::chown(path, None, Some(g.gid)) {
+                tracing::warn!(path = %path.display(), group, error = %e, "cannot give the ring to its group");
+            }
+        }
+        _ => tracing::debug!(
+            group,
+            "ring group does not exist; ring stays owner-only readable"
+        ),
+    }
+}

@@ -1,0 +1,179 @@
+//! `imprint run`, `imprint collector` and `imprint agent`: wiring the pipeline halves to
+//! configuration, signals and each other.
+
+use super::{ensure_parent, Locations, Paths};
+use crate::agent::{self, AgentOptions, StopHandle};
+use crate::collector::{Collector, CollectorOptions, Input};
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::source::{evdev::INPUT_DIR, libinput_yaml, replay::Speed};
+use crate::spool::SpoolOptions;
+use std::path::Path;
+use std::time::Duration;
+
+/// `imprint run`: both halves in one process. With `--replay` it exits once the recording
+/// is on disk; otherwise on SIGTERM or SIGINT, after draining what was captured.
+pub fn run(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Result<i32> {
+    let cfg = loc.load()?;
+    let paths = loc.paths(&cfg);
+    let input = input_for(&cfg, replay, speed)?;
+    let replayed = match &input {
+        Input::Replay(rec, _) => Some((
+            rec.events.len(),
+            rec.devices
+                .iter()
+                .map(|d| d.name.clone())
+                .collect::<Vec<_>>(),
+        )),
+        _ => None,
+    };
+    let rt = runtime()?;
+    let collector = Collector::create(&collector_options(&cfg, &paths)?)?;
+    let stop = StopHandle::default();
+    let opts = agent_options(&cfg, &paths, true)?;
+    let agent_stop = stop.clone();
+    let agent = std::thread::Builder::new()
+        .name("imprint-agent".into())
+        .spawn(move || agent::run(opts, agent_stop))?;
+    let summary = rt.block_on(collector.run(input, shutdown_signal()));
+    if summary.is_err() {
+        stop.stop();
+    }
+    let stats = agent
+        .join()
+        .map_err(|_| anyhow::anyhow!("agent thread panicked"))??;
+    let summary = summary?;
+
+    if let Some((events, devices)) = replayed {
+        println!(
+            "replayed {events} events from {} devices ({})",
+            devices.len(),
+            devices.join(", ")
+        );
+    }
+    println!(
+        "captured {} events; wrote {} events ({} records in {} batches) to {} ({} bytes), policy level {}",
+        summary.events,
+        stats.events_written,
+        stats.records_written,
+        stats.batches_written,
+        paths.spool.display(),
+        stats.spool_bytes,
+        stats.level
+    );
+    println!(
+        "dropped: ring_full={} policy={} disk={} ring_corrupt={}",
+        summary.frames_dropped, stats.dropped_policy, stats.dropped_disk, stats.ring_corrupt_frames
+    );
+    if stats.level == "off" {
+        println!("capture.default_level is \"off\": nothing is captured or written (set it to \"full\" in the config)");
+    }
+    Ok(0)
+}
+
+/// `imprint collector`: the privileged half alone.
+pub fn collector(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Result<i32> {
+    let cfg = loc.load()?;
+    let paths = loc.paths(&cfg);
+    let input = input_for(&cfg, replay, speed)?;
+    let rt = runtime()?;
+    let collector = Collector::create(&collector_options(&cfg, &paths)?)?;
+    rt.block_on(collector.run(input, shutdown_signal()))?;
+    Ok(0)
+}
+
+/// `imprint agent`: the unprivileged half alone.
+pub fn agent(loc: &Locations, exit_when_closed: bool) -> anyhow::Result<i32> {
+    let cfg = loc.load()?;
+    let paths = loc.paths(&cfg);
+    let opts = agent_options(&cfg, &paths, exit_when_closed)?;
+    let stop = StopHandle::default();
+    let signal_stop = stop.clone();
+    let rt = runtime()?;
+    std::thread::Builder::new()
+        .name("imprint-signals".into())
+        .spawn(move || {
+            rt.block_on(shutdown_signal());
+            signal_stop.stop();
+        })?;
+    let stats = agent::run(opts, stop)?;
+    tracing::info!(events = stats.events_written, "agent stopped");
+    Ok(0)
+}
+
+fn input_for(cfg: &Config, replay: Option<&Path>, speed: Speed) -> anyhow::Result<Input> {
+    if Policy::new(cfg.capture.default_level).captures_nothing() {
+        return Ok(Input::Off);
+    }
+    Ok(match replay {
+        Some(path) => Input::Replay(libinput_yaml::load(path)?, speed),
+        None => Input::Evdev(INPUT_DIR.into()),
+    })
+}
+
+fn collector_options(cfg: &Config, paths: &Paths) -> anyhow::Result<CollectorOptions> {
+    prepare_data_dir(paths)?;
+    // The ring's directory is traversable by the agent's group; the ring itself is 0640.
+    ensure_parent(&paths.ring, 0o750)?;
+    Ok(CollectorOptions {
+        ring_path: paths.ring.clone(),
+        cursor_path: paths.cursor.clone(),
+        ring_capacity: cfg.ring.capacity_bytes,
+        ring_mode: 0o640,
+        ring_group: Some("imprint".into()),
+    })
+}
+
+fn agent_options(
+    cfg: &Config,
+    paths: &Paths,
+    exit_when_closed: bool,
+) -> anyhow::Result<AgentOptions> {
+    prepare_data_dir(paths)?;
+    ensure_parent(&paths.cursor, 0o750)?;
+    Ok(AgentOptions {
+        ring_path: paths.ring.clone(),
+        cursor_path: paths.cursor.clone(),
+        status_path: paths.status.clone(),
+        spool: SpoolOptions {
+            segment_max_bytes: cfg.spool.segment_max_bytes,
+            retention_max_bytes: cfg.spool.retention_max_bytes,
+            retention_max_age: Duration::from_secs(cfg.spool.retention_max_age_hours * 3600),
+            ..SpoolOptions::new(paths.spool.clone())
+        },
+        fsync_interval: cfg.spool.fsync_interval(),
+        policy: Policy::new(cfg.capture.default_level),
+        exit_when_closed,
+    })
+}
+
+/// The data directory is private (0700) before anything is created inside it.
+fn prepare_data_dir(paths: &Paths) -> anyhow::Result<()> {
+    ensure_parent(&paths.spool, 0o700)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Capture sources. Each produces the same [`SourceEvent`]s into a channel the collector
+//! drains: `evdev` (passive reads of /dev/input), `replay` (libinput recordings).
+
+pub mod evdev;
+pub mod libinput_yaml;
+pub mod replay;
+
+use crate::record::{DeviceInfo, Gap, Source};
+use imprint_common::RawInput;
+use tokio::sync::mpsc;
+
+/// What a source reports to the collector.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceEvent {
+    /// A device appeared (or, with `removed`, went away).
+    Device(DeviceInfo),
+    /// One input event from a device announced before.
+    Input(RawInput),
+    /// Events the source knows it lost.
+    Gap(Gap),
+}
+
+/// The channel sources write into.
+pub type SourceTx = mpsc::Sender<SourceEvent>;
+
+/// How many source events may wait for the collector before a source waits.
+pub const CHANNEL_DEPTH: usize = 4096;
+
+/// Errors that stop a source from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Recording(#[from] libinput_yaml::RecordingError),
+}
+
+/// Reads the current CLOCK_MONOTONIC time in nanoseconds.
+pub fn monotonic_now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Which source is feeding the collector, for counters and status.
+pub fn source_code(s: Source) -> u32 {
+    match s {
+        Source::Unknown => 0,
+        Source::Evdev => 1,
+        Source::Ebpf => 2,
+        Source::Replay => 3,
+    }
+}
