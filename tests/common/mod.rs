@@ -1,0 +1,124 @@
+//! Helpers shared by the integration tests: the real `imprint` binary, run against real
+//! files in a private temporary directory.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The bundled recording made with the real `libinput record`.
+pub fn recording() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/keyboard-mouse.yml")
+}
+
+/// Builds (once) and returns the `imprint` binary of this workspace.
+pub fn imprint_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "-p", "imprint", "--bin", "imprint", "--message-format=json"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build");
+        assert!(out.status.success(), "cargo build -p imprint failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "imprint")
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no imprint executable")
+    })
+}
+
+/// A private directory with a configuration and a data directory.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Env {
+    /// An environment whose config has `capture.default_level = level` plus `extra` TOML.
+    pub fn new(level: &str, extra: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("imprint.toml");
+        std::fs::write(&config, format!("[capture]\ndefault_level = \"{level}\"\n{extra}")).expect("write config");
+        let data = dir.path().join("data");
+        Env { dir, config, data }
+    }
+
+    /// A command for `imprint ARGS --config C --data-dir D`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(imprint_bin());
+        c.args(args).arg("--config").arg(&self.config).arg("--data-dir").arg(&self.data);
+        c.env("IMPRINT_LOG", "warn");
+        c
+    }
+
+    /// Runs `imprint ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run imprint")
+    }
+
+    /// Starts `imprint ARGS` in the background.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn imprint")
+    }
+
+    /// `imprint dump`, parsed.
+    pub fn dump(&self) -> Vec<serde_json::Value> {
+        let out = self.run(&["dump"]);
+        assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("dump line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// `imprint verify`: exit code and stdout.
+    pub fn verify(&self) -> (i32, String) {
+        let out = self.run(&["verify"]);
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data.join("spool")
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.data.join("run")
+    }
+}
+
+/// The `kind == "event"` lines of a dump.
+pub fn events(dump: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    dump.iter().filter(|v| v["kind"] == "event").collect()
+}
+
+/// The `kind == "gap"` lines of a dump.
+pub fn gaps(dump: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    dump.iter().filter(|v| v["kind"] == "gap").collect()
+}
+
+/// Writes a libinput recording (format version 1) of one keyboard typing `n` key
+/// press/release pairs, `gap_us` apart, to `path`; returns the number of evdev events.
+pub fn synthetic_recording(path: &Path, n: usize, gap_us: u64) -> usize {
+    let mut s = String::from(
+        "version: 1\nndevices: 1\nlibinput:\n  version: \"1.22.1\"\n  git: \"unknown\"\ndevices:\n- node: /dev/input/event9\n  evdev:\n    name: \"synthetic-keyboard\"\n    id: [6, 4617, 9, 1]\n  events:\n",
+    );
+    let mut t = 0u64;
+    let mut count = 0;
+    for i in 0..n {
+        let code = 16 + (i % 10); // KEY_Q..KEY_P
+        for value in [1, 0] {
+            t += gap_us;
+            let (sec, usec) = (t / 1_000_000, t % 1_000_000);
+            s.push_str(&format!("  - evdev:\n    - [{sec}, {usec}, 1, {code}, {value}]\n    - [{sec}, {usec}, 0, 0, 0]\n"));
+            count += 2;
+        }
+    }
+    std::fs::write(path, s).expect("write recording");
+    count
+}
