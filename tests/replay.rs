@@ -102,7 +102,7 @@ fn spool_is_private() {
     for f in files {
         assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
     }
-    assert_eq!(mode(&env.run_dir().join("ring.cursor")), 0o600);
+    assert_eq!(mode(&env.run_dir().join("ring.cursor")), 0o640);
     assert_eq!(mode(&env.run_dir().join("ring")), 0o640);
 }
 

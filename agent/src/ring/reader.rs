@@ -41,7 +41,7 @@ pub struct RingReader {
 }
 
 impl RingReader {
-    /// Opens the ring at `path` and the agent's cursor at `cursor_path` (created 0600 if
+    /// Opens the ring at `path` and the agent's cursor at `cursor_path` (created 0640 if
     /// missing), resuming from the committed position when the cursor belongs to this ring.
     pub fn open(path: &Path, cursor_path: &Path) -> Result<Self, RingError> {
         let io = |p: &Path| {
@@ -81,12 +81,13 @@ impl RingReader {
         }
         let epoch = h.id.epoch.load(Ordering::Relaxed);
 
+        // 0640: the collector (same group) reads the committed position to find free space.
         let cfile = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(0o640)
             .open(cursor_path)
             .map_err(io(cursor_path))?;
         if cfile.metadata().map_err(io(cursor_path))?.len() < layout::CURSOR_SIZE {

@@ -89,6 +89,11 @@ impl RingWriter {
 
     /// Free bytes, as far as the writer can tell.
     pub fn free_bytes(&mut self) -> u64 {
+        self.refresh_cursor();
+        self.free_with_cached_cursor()
+    }
+
+    fn free_with_cached_cursor(&self) -> u64 {
         match self.committed_read_pos() {
             Some(rp) => self.capacity - (self.write_pos - rp),
             None => 0,
@@ -101,11 +106,11 @@ impl RingWriter {
         if need > self.capacity / 2 {
             return Err(RingFull);
         }
-        let free = self.free_bytes();
         let off = self.write_pos % self.capacity;
         let contiguous = self.capacity - off;
         let pad = if need > contiguous { contiguous } else { 0 };
-        if pad + need > free {
+        // The cursor file is only re-checked (a stat) when the cached view says "full".
+        if pad + need > self.free_with_cached_cursor() && pad + need > self.free_bytes() {
             return Err(RingFull);
         }
         let data = &mut self.map[layout::HEADER_SIZE as usize..];
@@ -156,8 +161,7 @@ impl RingWriter {
 
     /// The agent's committed read position for this epoch, validated as untrusted input;
     /// `None` when it is out of range (the ring is then treated as full).
-    fn committed_read_pos(&mut self) -> Option<u64> {
-        self.refresh_cursor();
+    fn committed_read_pos(&self) -> Option<u64> {
         let epoch = self.epoch();
         let rp = match &self.cursor {
             Some((m, _)) => {
