@@ -44,7 +44,7 @@ fn same_thread(c: &mut Criterion) {
             }
             w.publish();
             let mut n = 0;
-            while let ReadOutcome::Frame { payload, .. } = r.next() {
+            while let ReadOutcome::Frame { payload, .. } = r.next_frame() {
                 n += payload.len();
             }
             r.commit(r.position());
@@ -67,10 +67,10 @@ fn two_threads(c: &mut Criterion) {
             let consumer = std::thread::spawn(move || {
                 let mut got = 0u64;
                 while got < iters {
-                    match r.next() {
+                    match r.next_frame() {
                         ReadOutcome::Frame { .. } => {
                             got += 1;
-                            if got % 256 == 0 {
+                            if got.is_multiple_of(256) {
                                 r.commit(r.position());
                             }
                         }
@@ -87,7 +87,7 @@ fn two_threads(c: &mut Criterion) {
             while sent < iters {
                 if w.try_push(&frame).is_ok() {
                     sent += 1;
-                    if sent % 64 == 0 {
+                    if sent.is_multiple_of(64) {
                         w.publish();
                     }
                 } else {

@@ -168,7 +168,7 @@ impl Agent {
             let mut read = 0;
             let (mut first, mut last) = (0u64, 0u64);
             while read < MAX_BATCH {
-                match reader.next() {
+                match reader.next_frame() {
                     ReadOutcome::Frame { seq, payload } => {
                         read += 1;
                         if seq <= skip_upto {

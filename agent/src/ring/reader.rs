@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What [`RingReader::next`] found.
+/// What [`RingReader::next_frame`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadOutcome<'a> {
     /// A valid frame; `payload` is a private copy.
@@ -109,7 +109,7 @@ impl RingReader {
             && c.epoch.load(Ordering::Acquire) == epoch
         {
             let rp = c.read_pos.load(Ordering::Acquire);
-            if rp <= write_pos && write_pos - rp <= capacity && rp % layout::ALIGN == 0 {
+            if rp <= write_pos && write_pos - rp <= capacity && rp.is_multiple_of(layout::ALIGN) {
                 pos = rp;
             }
         }
@@ -164,7 +164,7 @@ impl RingReader {
     }
 
     /// Reads the next frame, if any.
-    pub fn next(&mut self) -> ReadOutcome<'_> {
+    pub fn next_frame(&mut self) -> ReadOutcome<'_> {
         loop {
             let wp = self.header().producer.write_pos.load(Ordering::Acquire);
             if wp == self.pos {

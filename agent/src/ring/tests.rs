@@ -18,7 +18,7 @@ fn fixture() -> Fixture {
 }
 
 fn read_frame(r: &mut RingReader) -> Option<(u64, Vec<u8>)> {
-    match r.next() {
+    match r.next_frame() {
         ReadOutcome::Frame { seq, payload } => Some((seq, payload.to_vec())),
         ReadOutcome::Empty => None,
         other => panic!("unexpected {other:?}"),
@@ -63,7 +63,7 @@ fn flipped_byte_is_reported_and_reading_continues() {
     std::fs::write(&f.ring, &bytes).expect("write");
     assert_eq!(read_frame(&mut r), Some((1, vec![0; 40])));
     assert!(matches!(
-        r.next(),
+        r.next_frame(),
         ReadOutcome::Corrupt {
             at: 56,
             why: "frame CRC mismatch",
@@ -85,7 +85,7 @@ fn garbage_length_skips_to_write_position() {
     bytes[layout::HEADER_SIZE as usize..][..4].copy_from_slice(&9999u32.to_le_bytes());
     std::fs::write(&f.ring, &bytes).expect("write");
     assert!(matches!(
-        r.next(),
+        r.next_frame(),
         ReadOutcome::Corrupt {
             at: 0,
             resume_at: 112,
