@@ -27,12 +27,22 @@ fn expected_events() -> Vec<(String, u64, String, String, i64)> {
             if nums[2] == 0 && nums[3] == 0 {
                 continue; // SYN_REPORT
             }
-            timed.push((device.clone(), (nums[0] * 1_000_000_000 + nums[1] * 1000) as u64, nums[2], nums[3], nums[4]));
+            timed.push((
+                device.clone(),
+                (nums[0] * 1_000_000_000 + nums[1] * 1000) as u64,
+                nums[2],
+                nums[3],
+                nums[4],
+            ));
         }
     }
     timed.sort_by_key(|e| e.1);
-    let sent = std::fs::read_to_string(recording().with_file_name("keyboard-mouse.sent.jsonl")).expect("read sent");
-    let sent: Vec<serde_json::Value> = sent.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let sent = std::fs::read_to_string(recording().with_file_name("keyboard-mouse.sent.jsonl"))
+        .expect("read sent");
+    let sent: Vec<serde_json::Value> = sent
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
     assert_eq!(timed.len(), sent.len(), "recording and driver log disagree");
     timed
         .into_iter()
@@ -40,7 +50,13 @@ fn expected_events() -> Vec<(String, u64, String, String, i64)> {
         .map(|((dev, t, _, _, value), s)| {
             assert_eq!(s["device"], dev.as_str());
             assert_eq!(s["value"].as_i64(), Some(value));
-            (dev, t, s["type"].as_str().unwrap_or("").to_owned(), s["code"].as_str().unwrap_or("").to_owned(), value)
+            (
+                dev,
+                t,
+                s["type"].as_str().unwrap_or("").to_owned(),
+                s["code"].as_str().unwrap_or("").to_owned(),
+                value,
+            )
         })
         .collect()
 }
@@ -49,16 +65,34 @@ fn expected_events() -> Vec<(String, u64, String, String, i64)> {
 fn dump_prints_exactly_the_recorded_events_in_order_with_timestamps() {
     let env = Env::new("full", "");
     let rec = recording();
-    let out = env.run(&["run", "--replay", rec.to_str().expect("utf-8"), "--speed", "max"]);
-    assert!(out.status.success(), "run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = env.run(&[
+        "run",
+        "--replay",
+        rec.to_str().expect("utf-8"),
+        "--speed",
+        "max",
+    ]);
+    assert!(
+        out.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("wrote 178 events"), "run should say what it wrote: {stdout}");
+    assert!(
+        stdout.contains("wrote 178 events"),
+        "run should say what it wrote: {stdout}"
+    );
 
     let dump = env.dump();
     let devices: std::collections::HashMap<u64, String> = dump
         .iter()
         .filter(|v| v["kind"] == "device")
-        .map(|v| (v["device"].as_u64().expect("index"), v["name"].as_str().expect("name").to_owned()))
+        .map(|v| {
+            (
+                v["device"].as_u64().expect("index"),
+                v["name"].as_str().expect("name").to_owned(),
+            )
+        })
         .collect();
     let mut names: Vec<_> = devices.values().cloned().collect();
     names.sort();
@@ -78,10 +112,16 @@ fn dump_prints_exactly_the_recorded_events_in_order_with_timestamps() {
     let want = expected_events();
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
-    assert!(dump.iter().all(|v| v["code"] != "SYN_REPORT"), "SYN_REPORT is not printed as an event");
+    assert!(
+        dump.iter().all(|v| v["code"] != "SYN_REPORT"),
+        "SYN_REPORT is not printed as an event"
+    );
     // Each event line has exactly the documented shape.
     let first = events(&dump)[0].as_object().expect("object");
-    assert_eq!(first.keys().collect::<Vec<_>>(), ["kind", "mono_ns", "device", "type", "code", "value"]);
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        ["kind", "mono_ns", "device", "type", "code", "value"]
+    );
 
     let (code, text) = env.verify();
     assert_eq!(code, 0, "{text}");
@@ -92,12 +132,22 @@ fn dump_prints_exactly_the_recorded_events_in_order_with_timestamps() {
 fn spool_is_private() {
     let env = Env::new("full", "");
     let rec = recording();
-    let out = env.run(&["run", "--replay", rec.to_str().expect("utf-8"), "--speed", "max"]);
+    let out = env.run(&[
+        "run",
+        "--replay",
+        rec.to_str().expect("utf-8"),
+        "--speed",
+        "max",
+    ]);
     assert!(out.status.success());
-    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&env.data), 0o700);
     assert_eq!(mode(&env.spool_dir()), 0o700);
-    let files: Vec<_> = std::fs::read_dir(env.spool_dir()).expect("list").flatten().collect();
+    let files: Vec<_> = std::fs::read_dir(env.spool_dir())
+        .expect("list")
+        .flatten()
+        .collect();
     assert!(!files.is_empty());
     for f in files {
         assert_eq!(mode(&f.path()), 0o600, "{}", f.path().display());
@@ -111,13 +161,30 @@ fn empty_policy_writes_nothing() {
     let env = Env::new("full", "");
     std::fs::write(&env.config, "").expect("empty config");
     let rec = recording();
-    let out = env.run(&["run", "--replay", rec.to_str().expect("utf-8"), "--speed", "max"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.run(&[
+        "run",
+        "--replay",
+        rec.to_str().expect("utf-8"),
+        "--speed",
+        "max",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing is captured"));
     let dump = env.dump();
-    assert!(dump.is_empty(), "an empty policy must write nothing: {dump:?}");
+    assert!(
+        dump.is_empty(),
+        "an empty policy must write nothing: {dump:?}"
+    );
     let written: u64 = std::fs::read_dir(env.spool_dir())
-        .map(|d| d.flatten().map(|f| f.metadata().map(|m| m.len()).unwrap_or(0)).sum())
+        .map(|d| {
+            d.flatten()
+                .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum()
+        })
         .unwrap_or(0);
     assert_eq!(written, 0, "no spool bytes at all");
 }
@@ -126,14 +193,27 @@ fn empty_policy_writes_nothing() {
 fn malformed_config_is_refused_naming_line_and_key() {
     let env = Env::new("full", "");
     std::fs::write(&env.config, "[capture]\ndefault_level = \"everything\"\n").expect("write");
-    let out = env.run(&["run", "--replay", recording().to_str().expect("utf-8"), "--speed", "max"]);
+    let out = env.run(&[
+        "run",
+        "--replay",
+        recording().to_str().expect("utf-8"),
+        "--speed",
+        "max",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2, key `default_level`"), "{err}");
     assert!(err.contains("everything"), "{err}");
-    assert!(!env.spool_dir().exists(), "nothing is created for a refused config");
+    assert!(
+        !env.spool_dir().exists(),
+        "nothing is created for a refused config"
+    );
 
-    std::fs::write(&env.config, "[capture]\ndefault_level = \"full\"\n[spool]\nfsync_every = 3\n").expect("write");
+    std::fs::write(
+        &env.config,
+        "[capture]\ndefault_level = \"full\"\n[spool]\nfsync_every = 3\n",
+    )
+    .expect("write");
     let out = env.run(&["dump"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 4, key `fsync_every`"));

@@ -17,7 +17,14 @@ pub fn imprint_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
-            .args(["build", "-p", "imprint", "--bin", "imprint", "--message-format=json"])
+            .args([
+                "build",
+                "-p",
+                "imprint",
+                "--bin",
+                "imprint",
+                "--message-format=json",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stderr(Stdio::inherit())
             .output()
@@ -44,7 +51,11 @@ impl Env {
     pub fn new(level: &str, extra: &str) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("imprint.toml");
-        std::fs::write(&config, format!("[capture]\ndefault_level = \"{level}\"\n{extra}")).expect("write config");
+        std::fs::write(
+            &config,
+            format!("[capture]\ndefault_level = \"{level}\"\n{extra}"),
+        )
+        .expect("write config");
         let data = dir.path().join("data");
         Env { dir, config, data }
     }
@@ -52,7 +63,11 @@ impl Env {
     /// A command for `imprint ARGS --config C --data-dir D`.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(imprint_bin());
-        c.args(args).arg("--config").arg(&self.config).arg("--data-dir").arg(&self.data);
+        c.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data);
         c.env("IMPRINT_LOG", "warn");
         c
     }
@@ -64,23 +79,37 @@ impl Env {
 
     /// Starts `imprint ARGS` in the background.
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn imprint")
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn imprint")
     }
 
     /// `imprint dump`, parsed.
     pub fn dump(&self) -> Vec<serde_json::Value> {
         let out = self.run(&["dump"]);
-        assert!(out.status.success(), "dump failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("dump line is not JSON ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("dump line is not JSON ({e}): {l}"))
+            })
             .collect()
     }
 
     /// `imprint verify`: exit code and stdout.
     pub fn verify(&self) -> (i32, String) {
         let out = self.run(&["verify"]);
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     pub fn spool_dir(&self) -> PathBuf {
