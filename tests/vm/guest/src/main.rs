@@ -1,0 +1,185 @@
+//! imprint-vm-guest: runs inside the QEMU guest of the `tests/vm` harness.
+//!
+//! It creates uinput devices with fixed names and drives them with known input, so that the host
+//! side can compare what the guest sent with what a capture tool (imprint, `libinput record`)
+//! saw. It writes what it sent (and, on request, what it read back) as JSON lines to files that
+//! the guest's `/init` prints between marker lines on the serial console.
+
+mod devices;
+mod keymap;
+mod record;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use evdev::{EventType, KeyCode};
+
+use devices::{Driven, Sent};
+
+#[derive(Parser)]
+#[command(about = "Drives uinput devices inside the imprint test VM")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the test keyboard and type a text on it.
+    Type {
+        /// Device name; other tools find the device by it.
+        #[arg(long, default_value = devices::KEYBOARD_NAME)]
+        name: String,
+        /// Text to type (US layout; shift is pressed for capitals and shifted punctuation).
+        #[arg(long)]
+        text: String,
+        /// Press and release backspace this many times after the text.
+        #[arg(long, default_value_t = 0)]
+        backspaces: u32,
+        /// Pause after every report, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        step_ms: u64,
+        /// Wait after creating the device before typing, so hotplug-following readers open it.
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        /// Keep the device alive this long after typing, so readers drain it before it vanishes.
+        #[arg(long, default_value_t = 500)]
+        linger_ms: u64,
+        /// Write every event sent (without SYN_REPORT) here, one JSON object per line.
+        #[arg(long)]
+        sent: Option<PathBuf>,
+        /// Also read the device's own /dev/input/eventN back, and write what was read here.
+        #[arg(long)]
+        readback: Option<PathBuf>,
+    },
+    /// Record the keyboard-and-mouse fixture with `libinput record` (see tests/data/README.md).
+    Record {
+        /// Path of the libinput-record executable.
+        #[arg(long, default_value = "/usr/libexec/libinput/libinput-record")]
+        recorder: PathBuf,
+        /// Where libinput-record writes the YAML.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write every event sent here, one JSON object per line.
+        #[arg(long)]
+        sent: Option<PathBuf>,
+    },
+    /// Print the /dev/input/eventN node of the device with this name.
+    Find { name: String },
+}
+
+fn main() {
+    if let Err(err) = run(Cli::parse()) {
+        eprintln!("imprint-vm-guest: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Type {
+            name,
+            text,
+            backspaces,
+            step_ms,
+            settle_ms,
+            linger_ms,
+            sent,
+            readback,
+        } => {
+            let mut kb = devices::keyboard_named(&name, Duration::from_millis(step_ms))?;
+            eprintln!("imprint-vm-guest: {name} is {}", kb.node().display());
+            // Open our own node before typing so the read-back sees everything from the start.
+            let mut reader = match &readback {
+                Some(_) => Some(open_reader(kb.node())?),
+                None => None,
+            };
+            sleep(Duration::from_millis(settle_ms));
+            kb.type_text(&text)?;
+            for _ in 0..backspaces {
+                kb.tap(KeyCode::KEY_BACKSPACE)?;
+            }
+            sleep(Duration::from_millis(linger_ms));
+            if let Some(path) = &sent {
+                write_sent(path, &[&kb])?;
+            }
+            if let (Some(path), Some(reader)) = (&readback, reader.as_mut()) {
+                write_readback(path, reader)?;
+            }
+            Ok(())
+        }
+        Command::Record {
+            recorder,
+            out,
+            sent,
+        } => {
+            let (kb, mouse) = record::run(&recorder, &out)?;
+            if let Some(path) = &sent {
+                write_sent(path, &[&kb, &mouse])?;
+            }
+            Ok(())
+        }
+        Command::Find { name } => {
+            println!("{}", devices::find_node_by_name(&name)?.display());
+            Ok(())
+        }
+    }
+}
+
+fn open_reader(node: &Path) -> Result<evdev::Device> {
+    let dev = evdev::Device::open(node)
+        .with_context(|| format!("opening {} to read back", node.display()))?;
+    dev.set_nonblocking(true)
+        .context("making the read-back handle non-blocking")?;
+    Ok(dev)
+}
+
+/// Writes `{"device":"<name>", "type":..., "code":..., "value":...}` lines for every event sent.
+fn write_sent(path: &Path, devs: &[&Driven]) -> Result<()> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = BufWriter::new(file);
+    for dev in devs {
+        for event in &dev.sent {
+            writeln!(out, "{}", with_device(dev.name(), event))?;
+        }
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Drains every pending event from `reader` (SYN_REPORT left out) into `path`.
+fn write_readback(path: &Path, reader: &mut evdev::Device) -> Result<()> {
+    let name = reader.name().unwrap_or("?").to_owned();
+    let mut lines = Vec::new();
+    loop {
+        match reader.fetch_events() {
+            Ok(events) => {
+                for event in events {
+                    if event.event_type() == EventType::SYNCHRONIZATION {
+                        continue;
+                    }
+                    let sent = Sent {
+                        kind: event.event_type().0,
+                        code: event.code(),
+                        value: event.value(),
+                    };
+                    lines.push(with_device(&name, &sent));
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(err) => bail!("reading back events: {err}"),
+        }
+    }
+    std::fs::write(path, lines.join("\n") + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn with_device(name: &str, event: &Sent) -> String {
+    let json = event.json();
+    format!(r#"{{"device":"{name}",{}"#, &json[1..])
+}
