@@ -6,6 +6,8 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-changed=imprint.capnp");
     println!("cargo:rerun-if-changed=generated/imprint_capnp.rs");
+    // Installing the capnp compiler later switches to generating at build time.
+    println!("cargo:rerun-if-env-changed=PATH");
     let out_dir = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let generated = capnpc::CompilerCommand::new()
         .file("imprint.capnp")

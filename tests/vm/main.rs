@@ -153,7 +153,7 @@ fn evdev_captures_typed_sequence() {
         )
         .script(&format!(
             r#"mkdir -p /data
-export RUST_LOG={rust_log} NO_COLOR=1
+export IMPRINT_LOG={rust_log} NO_COLOR=1
 imprint run --config /etc/imprint/imprint.toml --data-dir /data > /tmp/imprint.log 2>&1 &
 pid=$!
 sleep 1
