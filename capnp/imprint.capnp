@@ -76,6 +76,12 @@ struct Focus {
   title @10 :Text;       # only when titles are enabled by configuration
   wmClass @11 :Text;
   pidVerified @12 :Bool; # pid came from the display server, not from a client's own claim
+  tracker @13 :Text;     # which tracker reported it: x11, sway, hyprland, gnome, kde, tty, ...
+  unknown @14 :Bool;     # focus is not known (tracker lost, compositor restarting)
+  terminalPid @15 :UInt32;  # when the focused window is a terminal: the terminal emulator
+  terminalExe @16 :Text;    # (pid/exe above are then the pty's foreground program)
+  cmdline @17 :Text;     # only when enabled by configuration: it can hold secrets
+  seat @18 :Text;
 }
 
 # Key events replaced by policy: their timing is kept, their identity is not.

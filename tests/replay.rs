@@ -120,7 +120,7 @@ fn dump_prints_exactly_the_recorded_events_in_order_with_timestamps() {
     let first = events(&dump)[0].as_object().expect("object");
     assert_eq!(
         first.keys().collect::<Vec<_>>(),
-        ["kind", "mono_ns", "device", "type", "code", "value"]
+        ["kind", "mono_ns", "device", "type", "code", "value", "focus"]
     );
 
     let (code, text) = env.verify();

@@ -48,11 +48,14 @@ pub struct CollectorSummary {
 pub struct Collector {
     writer: RingWriter,
     devices: BTreeMap<u32, DeviceInfo>,
-    unannounced: VecDeque<DeviceInfo>,
+    /// Device and focus records not yet in the ring: they are retried, never dropped.
+    unannounced: VecDeque<Record>,
     pending_gap: Option<Gap>,
     scratch: Vec<u8>,
     source: Source,
     lossless: bool,
+    /// The focus sequence stamped on every input event (0 until focus is known).
+    focus_seq: u64,
     summary: CollectorSummary,
 }
 
@@ -77,6 +80,7 @@ impl Collector {
             scratch: Vec::with_capacity(256),
             source: Source::Unknown,
             lossless: false,
+            focus_seq: 0,
             summary: CollectorSummary::default(),
         })
     }
@@ -182,12 +186,19 @@ impl Collector {
                     .devices
                     .store(self.devices.len() as u32, Ordering::Relaxed);
                 // A device record must not be lost, or later events cannot be attributed.
-                self.unannounced.push_back(d);
+                self.unannounced.push_back(Record::Device(d));
                 self.flush_pending();
             }
             SourceEvent::Gap(g) => {
                 counters.evdev_dropped.fetch_add(g.count, Ordering::Relaxed);
                 self.push(&Record::Gap(g), g.from_ns).await;
+            }
+            SourceEvent::Focus(mut f) => {
+                self.focus_seq += 1;
+                f.seq = self.focus_seq;
+                // Like a device, a focus change must not be lost: later events refer to it.
+                self.unannounced.push_back(Record::Focus(f));
+                self.flush_pending();
             }
             SourceEvent::Input(raw) => {
                 self.summary.events += 1;
@@ -203,11 +214,11 @@ impl Collector {
         }
     }
 
-    /// Writes pending device announcements and the pending gap, oldest first.
+    /// Writes pending device and focus announcements and the pending gap, oldest first.
     fn flush_pending(&mut self) {
-        while let Some(d) = self.unannounced.front() {
+        while let Some(rec) = self.unannounced.front() {
             self.scratch.clear();
-            encode_record(&Record::Device(d.clone()), &mut self.scratch);
+            encode_record(rec, &mut self.scratch);
             if self.writer.try_push(&self.scratch).is_err() {
                 return;
             }

@@ -125,6 +125,7 @@ impl Printer {
                     "type": type_name(e.kind),
                     "code": code_name(e.kind, e.code),
                     "value": e.value,
+                    "focus": e.focus,
                 }))
             }
             Record::Device(d) => {
@@ -147,6 +148,44 @@ impl Printer {
                     "source": d.source,
                     "mono_ns": d.mono_ns,
                 }))
+            }
+            Record::Focus(f) => {
+                let mut v = json!({
+                    "kind": "focus",
+                    "seq": f.seq,
+                    "mono_ns": f.mono_ns,
+                    "tracker": f.tracker,
+                });
+                let o = v.as_object_mut()?;
+                if f.unknown {
+                    o.insert("unknown".into(), true.into());
+                    return Some(v);
+                }
+                o.insert("pid".into(), f.pid.into());
+                o.insert("pid_verified".into(), f.pid_verified.into());
+                o.insert("start_time".into(), f.start_time.into());
+                o.insert("exe".into(), f.exe.into());
+                o.insert("uid".into(), f.uid.into());
+                // Optional identity fields appear only when known, so lines stay readable.
+                for (k, val) in [
+                    ("app_id", f.app_id),
+                    ("wm_class", f.wm_class),
+                    ("unit", f.unit),
+                    ("cgroup", f.cgroup),
+                    ("session", f.session),
+                    ("seat", f.seat),
+                    ("title", f.title),
+                    ("cmdline", f.cmdline),
+                    ("terminal_exe", f.terminal_exe),
+                ] {
+                    if !val.is_empty() {
+                        o.insert(k.into(), val.into());
+                    }
+                }
+                if f.terminal_pid != 0 {
+                    o.insert("terminal_pid".into(), f.terminal_pid.into());
+                }
+                Some(v)
             }
             Record::Gap(g) => Some(json!({
                 "kind": "gap",

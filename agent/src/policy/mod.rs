@@ -71,9 +71,11 @@ impl Policy {
     pub fn admit(&self, rec: &Record) -> bool {
         match rec {
             Record::Gap(_) => true,
-            Record::Event(_) | Record::Device(_) | Record::Policy(_) | Record::Other => {
-                self.default_level == Level::Full
-            }
+            Record::Event(_)
+            | Record::Device(_)
+            | Record::Focus(_)
+            | Record::Policy(_)
+            | Record::Other => self.default_level == Level::Full,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! a file another process or a disk could have corrupted, so reads use tight limits and
 //! every error is returned, never unwrapped.
 
-use super::{DeviceInfo, Gap, InputEvent, PolicyStamp, Record, Source, Stage};
+use super::{DeviceInfo, FocusInfo, Gap, InputEvent, PolicyStamp, Record, Source, Stage};
 use capnp::message::{Builder, HeapAllocator, ReaderOptions};
 use capnp::serialize;
 use imprint_schema as schema;
@@ -145,6 +145,28 @@ fn fill_record(b: schema::record::Builder, rec: &Record) {
             b.set_count(g.count);
             b.set_device(g.device);
         }
+        Record::Focus(f) => {
+            let mut b = b.init_focus();
+            b.set_seq(f.seq);
+            b.set_mono_ns(f.mono_ns);
+            b.set_pid(f.pid);
+            b.set_start_time(f.start_time);
+            b.set_exe(f.exe.as_str());
+            b.set_app_id(f.app_id.as_str());
+            b.set_unit(f.unit.as_str());
+            b.set_cgroup(f.cgroup.as_str());
+            b.set_uid(f.uid);
+            b.set_session(f.session.as_str());
+            b.set_seat(f.seat.as_str());
+            b.set_title(f.title.as_str());
+            b.set_wm_class(f.wm_class.as_str());
+            b.set_pid_verified(f.pid_verified);
+            b.set_tracker(f.tracker.as_str());
+            b.set_unknown(f.unknown);
+            b.set_terminal_pid(f.terminal_pid);
+            b.set_terminal_exe(f.terminal_exe.as_str());
+            b.set_cmdline(f.cmdline.as_str());
+        }
         Record::Policy(p) => fill_policy(b.init_policy(), p),
         // Nothing to write for a record this build cannot interpret.
         Record::Other => {}
@@ -194,7 +216,34 @@ fn read_record(r: schema::record::Reader) -> Result<Record, DecodeError> {
             })
         }
         Ok(Which::Policy(p)) => Record::Policy(read_policy(p?)?),
-        Ok(Which::Focus(_)) | Ok(Which::Redaction(_)) | Err(_) => Record::Other,
+        Ok(Which::Focus(f)) => {
+            let f = f?;
+            let text = |t: capnp::Result<capnp::text::Reader>| -> Result<String, DecodeError> {
+                Ok(t?.to_str()?.to_owned())
+            };
+            Record::Focus(FocusInfo {
+                seq: f.get_seq(),
+                mono_ns: f.get_mono_ns(),
+                pid: f.get_pid(),
+                start_time: f.get_start_time(),
+                exe: text(f.get_exe())?,
+                app_id: text(f.get_app_id())?,
+                unit: text(f.get_unit())?,
+                cgroup: text(f.get_cgroup())?,
+                uid: f.get_uid(),
+                session: text(f.get_session())?,
+                seat: text(f.get_seat())?,
+                title: text(f.get_title())?,
+                wm_class: text(f.get_wm_class())?,
+                pid_verified: f.get_pid_verified(),
+                tracker: text(f.get_tracker())?,
+                unknown: f.get_unknown(),
+                terminal_pid: f.get_terminal_pid(),
+                terminal_exe: text(f.get_terminal_exe())?,
+                cmdline: text(f.get_cmdline())?,
+            })
+        }
+        Ok(Which::Redaction(_)) | Err(_) => Record::Other,
     })
 }
 
@@ -279,6 +328,16 @@ mod tests {
                 stage: Stage::RingFull,
                 count: 12,
                 device: 2,
+            }),
+            Record::Focus(FocusInfo {
+                seq: 4,
+                pid: 77,
+                exe: "/usr/bin/xterm".into(),
+                wm_class: "xterm".into(),
+                tracker: "x11".into(),
+                pid_verified: true,
+                terminal_pid: 70,
+                ..Default::default()
             }),
         ];
         for r in &recs {

@@ -107,6 +107,38 @@ pub struct Gap {
     pub device: u32,
 }
 
+/// The application that had focus from `mono_ns` on; events carry its `seq`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FocusInfo {
+    /// Increases with every focus change within one collector run; 0 means "unknown".
+    pub seq: u64,
+    pub mono_ns: u64,
+    pub pid: u32,
+    /// Process start time in clock ticks since boot (with `pid`, a unique process identity).
+    pub start_time: u64,
+    pub exe: String,
+    pub app_id: String,
+    pub unit: String,
+    pub cgroup: String,
+    pub uid: u32,
+    pub session: String,
+    pub seat: String,
+    /// Only filled when titles are enabled by configuration.
+    pub title: String,
+    pub wm_class: String,
+    /// The pid came from the display server or kernel, not from the client's own claim.
+    pub pid_verified: bool,
+    /// Which tracker reported it (x11, sway, hyprland, gnome, kde, tty).
+    pub tracker: String,
+    /// Focus is not known (no tracker, or it lost its display server).
+    pub unknown: bool,
+    /// For a terminal window: the terminal emulator (pid/exe are its foreground program).
+    pub terminal_pid: u32,
+    pub terminal_exe: String,
+    /// Only filled when enabled by configuration: command lines can hold secrets.
+    pub cmdline: String,
+}
+
 /// The policy in force when records were admitted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicyStamp {
@@ -121,6 +153,7 @@ pub enum Record {
     Event(InputEvent),
     Device(DeviceInfo),
     Gap(Gap),
+    Focus(FocusInfo),
     Policy(PolicyStamp),
     /// A record kind this build does not interpret (written by a newer producer).
     Other,
@@ -133,6 +166,7 @@ impl Record {
             Record::Event(e) => e.mono_ns,
             Record::Device(d) => d.mono_ns,
             Record::Gap(g) => g.from_ns,
+            Record::Focus(f) => f.mono_ns,
             Record::Policy(_) | Record::Other => 0,
         }
     }

@@ -5,7 +5,7 @@ pub mod evdev;
 pub mod libinput_yaml;
 pub mod replay;
 
-use crate::record::{DeviceInfo, Gap, Source};
+use crate::record::{DeviceInfo, FocusInfo, Gap, Source};
 use imprint_common::RawInput;
 use tokio::sync::mpsc;
 
@@ -18,6 +18,9 @@ pub enum SourceEvent {
     Input(RawInput),
     /// Events the source knows it lost.
     Gap(Gap),
+    /// The focused application changed (from a focus tracker); `seq` is assigned by the
+    /// collector, so trackers may leave it 0.
+    Focus(FocusInfo),
 }
 
 /// The channel sources write into.
