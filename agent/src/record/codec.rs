@@ -221,7 +221,7 @@ fn read_record(r: schema::record::Reader) -> Result<Record, DecodeError> {
             let text = |t: capnp::Result<capnp::text::Reader>| -> Result<String, DecodeError> {
                 Ok(t?.to_str()?.to_owned())
             };
-            Record::Focus(FocusInfo {
+            Record::Focus(Box::new(FocusInfo {
                 seq: f.get_seq(),
                 mono_ns: f.get_mono_ns(),
                 pid: f.get_pid(),
@@ -241,7 +241,7 @@ fn read_record(r: schema::record::Reader) -> Result<Record, DecodeError> {
                 terminal_pid: f.get_terminal_pid(),
                 terminal_exe: text(f.get_terminal_exe())?,
                 cmdline: text(f.get_cmdline())?,
-            })
+            }))
         }
         Ok(Which::Redaction(_)) | Err(_) => Record::Other,
     })
@@ -329,7 +329,7 @@ mod tests {
                 count: 12,
                 device: 2,
             }),
-            Record::Focus(FocusInfo {
+            Record::Focus(Box::new(FocusInfo {
                 seq: 4,
                 pid: 77,
                 exe: "/usr/bin/xterm".into(),
@@ -338,7 +338,7 @@ mod tests {
                 pid_verified: true,
                 terminal_pid: 70,
                 ..Default::default()
-            }),
+            })),
         ];
         for r in &recs {
             let mut buf = Vec::new();

@@ -153,7 +153,7 @@ pub enum Record {
     Event(InputEvent),
     Device(DeviceInfo),
     Gap(Gap),
-    Focus(FocusInfo),
+    Focus(Box<FocusInfo>),
     Policy(PolicyStamp),
     /// A record kind this build does not interpret (written by a newer producer).
     Other,

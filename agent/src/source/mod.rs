@@ -20,7 +20,7 @@ pub enum SourceEvent {
     Gap(Gap),
     /// The focused application changed (from a focus tracker); `seq` is assigned by the
     /// collector, so trackers may leave it 0.
-    Focus(FocusInfo),
+    Focus(Box<FocusInfo>),
 }
 
 /// The channel sources write into.
