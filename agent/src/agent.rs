@@ -123,20 +123,26 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
     agent.spool.enforce_retention(SystemTime::now());
     tracing::info!(spool = %agent.opts.spool.dir.display(), resume_epoch = resume.epoch, resume_seq = resume.seq, "agent started");
     let mut waiting_logged = false;
+    let mut finished_epoch = None;
     while !stop.requested() {
-        let reader = match RingReader::open(&agent.opts.ring_path, &agent.opts.cursor_path) {
-            Ok(r) => r,
-            Err(e) => {
+        let opened = RingReader::open(&agent.opts.ring_path, &agent.opts.cursor_path);
+        let reader = match opened {
+            Ok(r) if Some(r.epoch()) != finished_epoch => r,
+            other => {
                 if !waiting_logged {
-                    tracing::info!(error = %e, "waiting for the collector's ring");
+                    match other {
+                        Err(e) => tracing::info!(error = %e, "waiting for the collector's ring"),
+                        Ok(_) => tracing::info!("collector stopped; waiting for its next ring"),
+                    }
                     waiting_logged = true;
                 }
-                // Only while no collector runs: a short poll until its ring appears.
+                // Only while no collector runs: a short poll until its (next) ring appears.
                 std::thread::sleep(Duration::from_millis(200));
                 continue;
             }
         };
         waiting_logged = false;
+        finished_epoch = Some(reader.epoch());
         stop.set_waker(reader.waker());
         let done = agent.consume(reader, &stop)?;
         if done {

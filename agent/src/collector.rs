@@ -109,9 +109,10 @@ impl Collector {
                 self.source = Source::Evdev;
                 tracing::info!(dir = %dir.display(), "capturing with the evdev source (passive, never grabbed)");
                 Some(tokio::spawn(async move {
-                    if let Err(e) = source::evdev::run(dir, tx).await {
+                    source::evdev::run(dir, tx).await.map_err(|e| {
                         tracing::error!(error = %e, "evdev source stopped");
-                    }
+                        anyhow::Error::from(e)
+                    })
                 }))
             }
             Input::Replay(rec, speed) => {
@@ -125,6 +126,7 @@ impl Collector {
                 );
                 Some(tokio::spawn(async move {
                     source::replay::run(rec, speed, tx).await;
+                    Ok(())
                 }))
             }
         };
@@ -150,9 +152,16 @@ impl Collector {
             }
             self.writer.publish();
         }
-        if let Some(task) = task {
-            task.abort();
-        }
+        // A source that failed (rather than finished, or was stopped) fails the collector,
+        // so the service manager restarts it.
+        let failed = match task {
+            Some(task) if task.is_finished() => task.await.ok().and_then(|r| r.err()),
+            Some(task) => {
+                task.abort();
+                None
+            }
+            None => None,
+        };
         // Whatever the source already handed over is still written.
         rx.close();
         while let Some(ev) = rx.recv().await {
@@ -169,7 +178,10 @@ impl Collector {
             dropped = self.summary.frames_dropped,
             "collector stopped"
         );
-        Ok(self.summary)
+        match failed {
+            Some(e) => Err(e.context("capture source failed")),
+            None => Ok(self.summary),
+        }
     }
 
     /// Frames one source event into the ring.
