@@ -47,7 +47,7 @@ fn same_thread(c: &mut Criterion) {
             while let ReadOutcome::Frame { payload, .. } = r.next_frame() {
                 n += payload.len();
             }
-            r.commit(r.position());
+            r.commit();
             n
         })
     });
@@ -71,11 +71,11 @@ fn two_threads(c: &mut Criterion) {
                         ReadOutcome::Frame { .. } => {
                             got += 1;
                             if got.is_multiple_of(256) {
-                                r.commit(r.position());
+                                r.commit();
                             }
                         }
                         ReadOutcome::Empty => {
-                            r.commit(r.position());
+                            r.commit();
                             r.wait(Some(Duration::from_millis(10)));
                         }
                         ReadOutcome::Corrupt { .. } => panic!("corrupt"),

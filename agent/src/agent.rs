@@ -165,7 +165,9 @@ impl Agent {
             0
         };
         tracing::info!(ring = %reader.path().display(), epoch, from = reader.position(), skip_upto, "reading ring");
-        let mut last_seq: Option<u64> = (skip_upto > 0).then_some(skip_upto);
+        // Frames up to here were consumed by this or an earlier run: a jump after it is loss.
+        let resumed = skip_upto.max(reader.last_seq());
+        let mut last_seq: Option<u64> = (resumed > 0).then_some(resumed);
         let mut records: Vec<Record> = Vec::new();
         let mut unsynced = false;
         let mut last_sync = Instant::now();
@@ -199,11 +201,21 @@ impl Agent {
                         }
                     }
                     ReadOutcome::Corrupt { at, why, resume_at } => {
+                        // Counted once, from the sequence numbers it cost (see lost_in_ring).
                         read += 1;
-                        self.stats.ring_corrupt_frames += 1;
                         tracing::warn!(at, why, resume_at, "corrupt ring frame skipped");
                     }
                     ReadOutcome::Empty => break,
+                }
+            }
+            let closed = reader.is_closed() && reader.is_drained();
+            if closed {
+                // Damage at the very end of a ring has no later frame to reveal it.
+                let published = reader.published_seq();
+                let seen = last_seq.unwrap_or(0);
+                if published > seen {
+                    self.lost_in_ring(published - seen);
+                    last_seq = Some(published);
                 }
             }
             if !records.is_empty() || !self.pending_gaps.is_empty() {
@@ -218,7 +230,6 @@ impl Agent {
                     unsynced = true;
                 }
             }
-            let closed = reader.is_closed() && reader.is_drained();
             let stopping = stop.requested();
             let due = last_sync.elapsed() >= self.opts.fsync_interval;
             if (unsynced && (due || closed || stopping))
@@ -227,7 +238,7 @@ impl Agent {
                 match self.spool.sync() {
                     Ok(()) => {
                         // Only now is everything read so far durable (or deliberately dropped).
-                        reader.commit(reader.position());
+                        reader.commit();
                         unsynced = false;
                         last_sync = Instant::now();
                         self.stats.syncs += 1;

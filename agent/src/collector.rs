@@ -14,6 +14,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// Ring space kept free for a gap record (a frame of it, plus the worst-case padding before
+/// it at the end of the ring), so a loss can always be recorded, even when the collector stops
+/// while the ring is full. Only the gap record itself may use it.
+const GAP_RESERVE: u64 = 256;
+
 /// Where input comes from.
 pub enum Input {
     /// Passive reads of the event nodes in this directory.
@@ -168,6 +173,8 @@ impl Collector {
             self.handle(ev).await;
         }
         self.flush_pending();
+        // The reserve exists for this: the last loss is recorded even in a full ring.
+        self.flush_gap(0);
         self.writer
             .counters()
             .capture_on
@@ -220,8 +227,11 @@ impl Collector {
                     _ => &counters.events_evdev,
                 };
                 c.fetch_add(1, Ordering::Relaxed);
-                self.push(&Record::Event(InputEvent::from(raw)), raw.mono_ns)
-                    .await;
+                let event = InputEvent {
+                    focus: self.focus_seq,
+                    ..InputEvent::from(raw)
+                };
+                self.push(&Record::Event(event), raw.mono_ns).await;
             }
         }
     }
@@ -231,7 +241,11 @@ impl Collector {
         while let Some(rec) = self.unannounced.front() {
             self.scratch.clear();
             encode_record(rec, &mut self.scratch);
-            if self.writer.try_push(&self.scratch).is_err() {
+            if self
+                .writer
+                .try_push_leaving(&self.scratch, GAP_RESERVE)
+                .is_err()
+            {
                 return;
             }
             self.unannounced.pop_front();
@@ -240,10 +254,16 @@ impl Collector {
                 .frames_written
                 .fetch_add(1, Ordering::Relaxed);
         }
+        self.flush_gap(GAP_RESERVE);
+    }
+
+    /// Writes the pending gap if it fits leaving `reserve` bytes. While running, the reserve
+    /// stays intact (gaps written into it could exhaust it); the final flush may use it all.
+    fn flush_gap(&mut self, reserve: u64) {
         if let Some(gap) = self.pending_gap {
             self.scratch.clear();
             encode_record(&Record::Gap(gap), &mut self.scratch);
-            if self.writer.try_push(&self.scratch).is_ok() {
+            if self.writer.try_push_leaving(&self.scratch, reserve).is_ok() {
                 let c = self.writer.counters();
                 c.gaps_written.fetch_add(1, Ordering::Relaxed);
                 c.frames_written.fetch_add(1, Ordering::Relaxed);
@@ -262,7 +282,7 @@ impl Collector {
             let result = if blocked {
                 Err(RingFull)
             } else {
-                self.writer.try_push(&self.scratch)
+                self.writer.try_push_leaving(&self.scratch, GAP_RESERVE)
             };
             match result {
                 Ok(_) => {
@@ -313,5 +333,30 @@ fn share_with_group(path: &std::path::Path, group: &str) {
             group,
             "ring group does not exist; ring stays owner-only readable"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::layout::frame_size;
+
+    #[test]
+    fn gap_reserve_fits_the_largest_gap_frame_with_padding() {
+        let mut buf = Vec::new();
+        let gap = Gap {
+            from_ns: u64::MAX,
+            to_ns: u64::MAX,
+            stage: Stage::SpoolTorn,
+            count: u64::MAX,
+            device: u32::MAX,
+        };
+        encode_record(&Record::Gap(gap), &mut buf);
+        // Padding before a frame at the end of the ring is less than the frame itself.
+        assert!(
+            2 * frame_size(buf.len()) <= GAP_RESERVE,
+            "gap frame is {} bytes",
+            buf.len()
+        );
     }
 }

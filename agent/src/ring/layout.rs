@@ -83,9 +83,12 @@ pub struct Cursor {
     pub epoch: AtomicU64,
     /// Everything before this position has been made durable by the agent.
     pub read_pos: AtomicU64,
+    /// Sequence number of the last frame before `read_pos` (0: none), so a restarted agent
+    /// can tell lost frames from frames an earlier run consumed.
+    pub read_seq: AtomicU64,
     /// 1 while the reader sleeps on the futex and wants a wake-up.
     pub waiting: AtomicU32,
-    pub _pad: [u8; 36],
+    pub _pad: [u8; 28],
 }
 
 /// "IMPRCURS" in little-endian.

@@ -37,6 +37,8 @@ pub struct RingReader {
     capacity: u64,
     epoch: u64,
     pos: u64,
+    /// Sequence number of the last frame read (0: none yet).
+    last_seq: u64,
     buf: Vec<u8>,
 }
 
@@ -104,18 +106,20 @@ impl RingReader {
         .map_err(io(cursor_path))?;
         let c = cursor_of(&cursor);
         let write_pos = h.producer.write_pos.load(Ordering::Acquire);
-        let mut pos = 0;
+        let (mut pos, mut last_seq) = (0, 0);
         if c.magic.load(Ordering::Acquire) == layout::CURSOR_MAGIC
             && c.epoch.load(Ordering::Acquire) == epoch
         {
             let rp = c.read_pos.load(Ordering::Acquire);
             if rp <= write_pos && write_pos - rp <= capacity && rp.is_multiple_of(layout::ALIGN) {
                 pos = rp;
+                last_seq = c.read_seq.load(Ordering::Acquire);
             }
         }
         // Position before epoch: the collector ignores a cursor of another epoch, so it
         // never pairs the new epoch with an old position.
         c.read_pos.store(pos, Ordering::Release);
+        c.read_seq.store(last_seq, Ordering::Release);
         c.epoch.store(epoch, Ordering::Release);
         c.magic.store(layout::CURSOR_MAGIC, Ordering::Release);
         let _ = fsutil::sync_dir(cursor_path.parent().unwrap_or(Path::new(".")));
@@ -126,6 +130,7 @@ impl RingReader {
             capacity,
             epoch,
             pos,
+            last_seq,
             buf: Vec::new(),
         })
     }
@@ -218,6 +223,7 @@ impl RingReader {
                 };
             }
             let seq = u64::from_le_bytes(self.buf[8..16].try_into().unwrap_or_default());
+            self.last_seq = seq;
             return ReadOutcome::Frame {
                 seq,
                 payload: &self.buf[16..],
@@ -225,9 +231,28 @@ impl RingReader {
         }
     }
 
-    /// Commits `pos`: everything before it is durable and the collector may reuse the space.
-    pub fn commit(&mut self, pos: u64) {
-        self.cursor().read_pos.store(pos, Ordering::Release);
+    /// Commits everything read so far: it is durable and the collector may reuse the space.
+    pub fn commit(&mut self) {
+        self.cursor()
+            .read_seq
+            .store(self.last_seq, Ordering::Release);
+        self.cursor().read_pos.store(self.pos, Ordering::Release);
+    }
+
+    /// Sequence number of the last frame read, including by an earlier run up to the
+    /// committed position (0: none).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Sequence number of the last frame the collector published (untrusted: for loss
+    /// accounting only).
+    pub fn published_seq(&self) -> u64 {
+        self.header()
+            .producer
+            .next_seq
+            .load(Ordering::Acquire)
+            .saturating_sub(1)
     }
 
     /// The committed position.

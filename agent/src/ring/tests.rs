@@ -43,7 +43,7 @@ fn frames_round_trip_and_full_ring_refuses_without_overwriting() {
     assert_eq!(read_frame(&mut r), None);
     // Nothing committed yet: still full.
     assert_eq!(w.try_push(&payload), Err(RingFull));
-    r.commit(r.position());
+    r.commit();
     assert!(w.try_push(&payload).is_ok(), "space returns after commit");
 }
 
@@ -185,7 +185,7 @@ proptest! {
                     }
                 }
                 Op::Commit => {
-                    r.commit(r.position());
+                    r.commit();
                     if consumed > 0 {
                         model_rp = ends[consumed - 1];
                     }

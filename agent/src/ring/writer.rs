@@ -102,6 +102,12 @@ impl RingWriter {
 
     /// Writes one frame without publishing it; returns its sequence number.
     pub fn try_push(&mut self, payload: &[u8]) -> Result<u64, RingFull> {
+        self.try_push_leaving(payload, 0)
+    }
+
+    /// Like [`RingWriter::try_push`], but refuses unless `reserve` bytes stay free after the
+    /// frame, so a later gap record always has room.
+    pub fn try_push_leaving(&mut self, payload: &[u8], reserve: u64) -> Result<u64, RingFull> {
         let need = layout::frame_size(payload.len());
         if need > self.capacity / 2 {
             return Err(RingFull);
@@ -109,8 +115,9 @@ impl RingWriter {
         let off = self.write_pos % self.capacity;
         let contiguous = self.capacity - off;
         let pad = if need > contiguous { contiguous } else { 0 };
+        let want = pad + need + reserve;
         // The cursor file is only re-checked (a stat) when the cached view says "full".
-        if pad + need > self.free_with_cached_cursor() && pad + need > self.free_bytes() {
+        if want > self.free_with_cached_cursor() && want > self.free_bytes() {
             return Err(RingFull);
         }
         let data = &mut self.map[layout::HEADER_SIZE as usize..];
@@ -140,11 +147,15 @@ impl RingWriter {
         h.producer.next_seq.store(self.next_seq, Ordering::Relaxed);
         h.producer.write_pos.store(self.write_pos, Ordering::SeqCst);
         h.producer.notify.fetch_add(1, Ordering::SeqCst);
+        if self.cursor.is_none() {
+            self.refresh_cursor();
+        }
+        // Without a cursor to look at, wake anyway: a lost wake-up stalls the agent.
         let asleep = self
             .cursor
             .as_ref()
             .map(|(m, _)| cursor_of(m).waiting.load(Ordering::SeqCst) != 0)
-            .unwrap_or(false);
+            .unwrap_or(true);
         if asleep {
             notify::wake_all(&self.header().producer.notify);
         }

@@ -175,7 +175,11 @@ impl Spool {
         seg.synced = false;
         self.next_seq += 1;
         if seg.len >= self.opts.segment_max_bytes {
-            self.rotate()?;
+            // The frame is written; a failed seal (say, no room for the compressed copy)
+            // leaves the segment open to be sealed later and must not undo that.
+            if let Err(e) = self.rotate() {
+                tracing::warn!(error = %e, "cannot seal the full segment yet; it stays open");
+            }
         }
         Ok(seq)
     }
