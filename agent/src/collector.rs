@@ -3,6 +3,7 @@
 //! agent: when the ring is full it drops the newest records, counts them, and writes one gap
 //! record as soon as there is room again.
 
+use crate::focus::FocusConfig;
 use crate::record::codec::encode_record;
 use crate::record::{DeviceInfo, Gap, InputEvent, Record, Source, Stage, NO_DEVICE};
 use crate::ring::{RingFull, RingWriter};
@@ -39,6 +40,8 @@ pub struct CollectorOptions {
     pub ring_mode: u32,
     /// Group that may read the ring, when it exists on this machine.
     pub ring_group: Option<String>,
+    /// Focus tracking for live capture (`None`: events carry focus 0, "unknown").
+    pub focus: Option<FocusConfig>,
 }
 
 /// What a collector run did.
@@ -61,6 +64,7 @@ pub struct Collector {
     lossless: bool,
     /// The focus sequence stamped on every input event (0 until focus is known).
     focus_seq: u64,
+    focus: Option<FocusConfig>,
     summary: CollectorSummary,
 }
 
@@ -86,6 +90,7 @@ impl Collector {
             source: Source::Unknown,
             lossless: false,
             focus_seq: 0,
+            focus: opts.focus.clone(),
             summary: CollectorSummary::default(),
         })
     }
@@ -102,6 +107,7 @@ impl Collector {
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<CollectorSummary> {
         let (tx, mut rx) = mpsc::channel(source::CHANNEL_DEPTH);
+        let focus_tx = tx.clone();
         let counters = self.writer.counters();
         let task = match input {
             Input::Off => {
@@ -142,6 +148,14 @@ impl Collector {
         counters
             .capture_on
             .store(u32::from(task.is_some()), Ordering::Relaxed);
+        // Focus only means something for live input; a replay has no windows.
+        match (
+            self.focus.take(),
+            matches!(self.source, Source::Evdev | Source::Ebpf),
+        ) {
+            (Some(cfg), true) => spawn_focus(cfg, focus_tx),
+            _ => drop(focus_tx),
+        }
         tokio::pin!(shutdown);
         let mut buf = Vec::with_capacity(256);
         loop {
@@ -318,6 +332,25 @@ impl Collector {
                 }
             }
         }
+    }
+}
+
+/// Runs the focus tracker on its own thread: its X11 client makes blocking round trips, and a
+/// hung display server must never stall the capture loop.
+fn spawn_focus(cfg: FocusConfig, tx: source::SourceTx) {
+    let spawned = std::thread::Builder::new()
+        .name("imprint-focus".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(crate::focus::run(cfg, tx)),
+                Err(e) => tracing::error!(error = %e, "cannot start the focus tracker"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the focus tracker; events carry unknown focus");
     }
 }
 

@@ -17,6 +17,8 @@ pub struct Config {
     pub paths: PathsConfig,
     pub ring: RingConfig,
     pub spool: SpoolConfig,
+    /// Focus tracking (`[focus]`): which tracker, titles and command lines (both off).
+    pub focus: crate::focus::FocusConfig,
 }
 
 /// What is captured.
@@ -185,6 +187,22 @@ mod tests {
         let cfg = Config::parse("", Path::new("x.toml")).expect("parse");
         assert_eq!(cfg.capture.default_level, Level::Off);
         assert_eq!(cfg, Config::default());
+        assert!(!cfg.focus.titles && !cfg.focus.cmdline);
+        assert_eq!(cfg.focus.tracker, crate::focus::TrackerKind::Auto);
+    }
+
+    #[test]
+    fn focus_section_parses() {
+        let cfg = Config::parse(
+            "[focus]\ntracker = \"sway\"\ntitles = true\nsway_socket = \"/run/user/1000/sway-ipc.sock\"\n",
+            Path::new("x.toml"),
+        )
+        .expect("parse");
+        assert_eq!(cfg.focus.tracker, crate::focus::TrackerKind::Sway);
+        assert!(cfg.focus.titles && !cfg.focus.cmdline);
+        let err = Config::parse("[focus]\ntracker = \"wayland\"\n", Path::new("x.toml"))
+            .expect_err("unknown tracker");
+        assert!(err.to_string().contains("tracker"), "{err}");
     }
 
     #[test]

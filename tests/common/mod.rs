@@ -151,3 +151,104 @@ pub fn synthetic_recording(path: &Path, n: usize, gap_us: u64) -> usize {
     std::fs::write(path, s).expect("write recording");
     count
 }
+
+/// Focus records produced by a focus tracker (or resolver) running on its own runtime thread.
+pub struct FocusRun {
+    rx: std::sync::mpsc::Receiver<imprint::record::FocusInfo>,
+    seen: std::cell::RefCell<Vec<imprint::record::FocusInfo>>,
+}
+
+/// Runs `start(tx)` on a private tokio runtime and collects the focus records it sends.
+/// Dropping the returned value closes the channel, which stops the tracker.
+pub fn spawn_focus<F, Fut>(start: F) -> FocusRun
+where
+    F: FnOnce(imprint::source::SourceTx) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let (out, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            let fut = start(tx);
+            let fwd = async move {
+                while let Some(ev) = rx.recv().await {
+                    if let imprint::source::SourceEvent::Focus(f) = ev {
+                        if out.send(*f).is_err() {
+                            break;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = fut => {},
+                () = fwd => {},
+            }
+        });
+    });
+    FocusRun {
+        rx,
+        seen: Default::default(),
+    }
+}
+
+impl FocusRun {
+    /// Waits for a focus record matching `pred`; panics with every record seen on timeout.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        pred: impl Fn(&imprint::record::FocusInfo) -> bool,
+    ) -> imprint::record::FocusInfo {
+        self.try_wait_for(timeout, pred).unwrap_or_else(|| {
+            panic!(
+                "no focus record for {what} within {timeout:?}; seen: {:#?}",
+                self.seen.borrow()
+            )
+        })
+    }
+
+    /// Like [`FocusRun::wait_for`], but `None` on timeout.
+    pub fn try_wait_for(
+        &self,
+        timeout: std::time::Duration,
+        pred: impl Fn(&imprint::record::FocusInfo) -> bool,
+    ) -> Option<imprint::record::FocusInfo> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let f = self.rx.recv_timeout(left).ok()?;
+            self.seen.borrow_mut().push(f.clone());
+            if pred(&f) {
+                return Some(f);
+            }
+        }
+    }
+
+    /// Every record received so far.
+    pub fn seen(&self) -> Vec<imprint::record::FocusInfo> {
+        self.seen.borrow().clone()
+    }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_until<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -121,6 +121,7 @@ fn collector_options(cfg: &Config, paths: &Paths) -> anyhow::Result<CollectorOpt
         ring_capacity: cfg.ring.capacity_bytes,
         ring_mode: 0o640,
         ring_group: Some("imprint".into()),
+        focus: Some(cfg.focus.clone()),
     })
 }
 

@@ -27,6 +27,9 @@ pub const INPUT_DIR: &str = "/dev/input";
 
 /// Runs the evdev source until the channel closes: enumerates `dir`, then follows hotplug.
 pub async fn run(dir: PathBuf, tx: SourceTx) -> Result<(), SourceError> {
+    if !dir.exists() && !wait_for_dir(&dir, &tx).await? {
+        return Ok(());
+    }
     let io = |source| SourceError::Io {
         path: dir.clone(),
         source,
@@ -82,6 +85,34 @@ pub async fn run(dir: PathBuf, tx: SourceTx) -> Result<(), SourceError> {
             }
         }
     }
+}
+
+/// Waits (in inotify, without polling) for `dir` to appear: a machine can boot with no input
+/// device at all. Returns false when the collector stops first.
+async fn wait_for_dir(dir: &Path, tx: &SourceTx) -> Result<bool, SourceError> {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let io = |source| SourceError::Io {
+        path: parent.to_owned(),
+        source,
+    };
+    let inotify = Inotify::init().map_err(io)?;
+    inotify
+        .watches()
+        .add(parent, WatchMask::CREATE)
+        .map_err(io)?;
+    tracing::info!(dir = %dir.display(), "no input device directory yet; waiting for it");
+    // SAFETY: the Inotify value owns its fd and keeps it open, unchanged, until dropped.
+    let mut inotify = unsafe { AsyncFd::register(inotify) }.map_err(|e| io(e.into()))?;
+    let mut buf = [0u8; 1024];
+    while !dir.exists() {
+        let mut guard = tokio::select! {
+            g = inotify.readable_mut() => g.map_err(io)?,
+            () = tx.closed() => return Ok(false),
+        };
+        // The events themselves do not matter: the loop re-checks the directory.
+        let _ = guard.try_io(|fd| fd.get_mut().read_events(&mut buf).map(|_| ()));
+    }
+    Ok(true)
 }
 
 fn is_event_node(p: &Path) -> bool {
