@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what imprint's tests need beyond cargo, on Debian 12. Idempotent; needs root (or sudo).
 #   capnproto        the capnp compiler: regenerates the schema code and checks the checked-in copy
-#   qemu-system-x86  the real-kernel VM for the evdev tests (tests/vm)
+#   qemu-system-x86  the real-kernel VM for the evdev and eBPF tests (tests/vm)
 #   linux-image-amd64, busybox-static   the VM's kernel (with evdev.ko, uinput.ko) and userland
 #   xvfb x11-utils xterm xdotool   a real X server and clients for the X11 focus tests
 #   sway foot        a real Wayland compositor (headless) and terminal for the sway focus tests
+#   llvm-22-dev      LLVM for bpf-linker (it must match nightly rustc's LLVM 22)
+# and, for the eBPF programs (built by agent/build.rs with aya-build):
+#   the nightly toolchain with rust-src, and bpf-linker built against LLVM 22 (about 3 minutes).
 set -euo pipefail
-pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool sway foot)
+pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool sway foot llvm-22-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -17,5 +20,18 @@ if ((${#missing[@]})); then
     echo "tests/setup.sh: installing ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "tests/setup.sh: installing the nightly toolchain"
+    rustup toolchain install nightly --profile minimal >/dev/null
+fi
+sysroot=$(rustup run nightly rustc --print sysroot)
+if [ ! -d "$sysroot/lib/rustlib/src/rust/library/core" ]; then
+    echo "tests/setup.sh: adding rust-src to nightly"
+    rustup component add rust-src --toolchain nightly >/dev/null
+fi
+if ! command -v bpf-linker >/dev/null 2>&1; then
+    echo "tests/setup.sh: building bpf-linker against LLVM 22 (about 3 minutes)"
+    LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features --features llvm-22
 fi
 echo "tests/setup.sh: test dependencies present"

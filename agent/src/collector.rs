@@ -29,6 +29,8 @@ pub enum Input {
     Replay(Recording, Speed),
     /// Capture is off: no source is opened at all.
     Off,
+    /// The eBPF source; when it cannot run, the evdev source on this directory instead.
+    Ebpf(source::ebpf::EbpfOptions, PathBuf),
 }
 
 /// Collector settings.
@@ -55,6 +57,7 @@ pub struct CollectorSummary {
 /// The collector's state: ring writer, device table and pending drop accounting.
 pub struct Collector {
     writer: RingWriter,
+    ring_path: PathBuf,
     devices: BTreeMap<u32, DeviceInfo>,
     /// Device and focus records not yet in the ring: they are retried, never dropped.
     unannounced: VecDeque<Record>,
@@ -83,6 +86,7 @@ impl Collector {
         tracing::info!(ring = %opts.ring_path.display(), capacity = opts.ring_capacity, epoch = writer.epoch(), "ring created");
         Ok(Collector {
             writer,
+            ring_path: opts.ring_path.clone(),
             devices: BTreeMap::new(),
             unannounced: VecDeque::new(),
             pending_gap: None,
@@ -125,6 +129,11 @@ impl Collector {
                         anyhow::Error::from(e)
                     })
                 }))
+            }
+            Input::Ebpf(opts, dir) => {
+                let (live, task) = source::ebpf::start(&opts, dir, &self.ring_path, tx);
+                self.source = live;
+                Some(task)
             }
             Input::Replay(rec, speed) => {
                 self.source = Source::Replay;
@@ -177,6 +186,8 @@ impl Collector {
             Some(task) if task.is_finished() => task.await.ok().and_then(|r| r.err()),
             Some(task) => {
                 task.abort();
+                // Wait until it is dropped: the eBPF reader drains the kernel's buffer then.
+                let _ = task.await;
                 None
             }
             None => None,
@@ -223,7 +234,10 @@ impl Collector {
                 self.flush_pending();
             }
             SourceEvent::Gap(g) => {
-                counters.evdev_dropped.fetch_add(g.count, Ordering::Relaxed);
+                // BPF reserve failures are counted in the kernel (counters.ebpf).
+                if g.stage != Stage::BpfReserve {
+                    counters.evdev_dropped.fetch_add(g.count, Ordering::Relaxed);
+                }
                 self.push(&Record::Gap(g), g.from_ns).await;
             }
             SourceEvent::Focus(mut f) => {
@@ -234,6 +248,11 @@ impl Collector {
                 self.flush_pending();
             }
             SourceEvent::Input(raw) => {
+                // Paused: the eBPF source is gated in the kernel; the evdev fallback here.
+                if self.source == Source::Evdev && counters.ebpf.paused.load(Ordering::Relaxed) != 0
+                {
+                    return;
+                }
                 self.summary.events += 1;
                 let c = match self.source {
                     Source::Ebpf => &counters.events_ebpf,

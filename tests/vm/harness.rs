@@ -237,6 +237,8 @@ pub fn build(packages: &[&str]) -> Result<PathBuf> {
         cmd.env_remove(var);
     }
     cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    // The eBPF tests must never silently test a binary built without eBPF.
+    cmd.env("IMPRINT_REQUIRE_EBPF", "1");
     let started = Instant::now();
     let out = cmd
         .output()

@@ -2,6 +2,7 @@
 //!
 //! Run with `cargo test -p imprint-tests --test vm`; see `tests/vm/README.md`.
 
+mod ebpf;
 mod harness;
 
 use std::path::{Path, PathBuf};
@@ -153,7 +154,8 @@ fn evdev_captures_typed_sequence() {
         )
         .script(&format!(
             r#"mkdir -p /data
-export IMPRINT_LOG={rust_log} NO_COLOR=1
+# IMPRINT_EBPF=off: this test is about the evdev source (tests/vm/ebpf.rs covers eBPF).
+export IMPRINT_LOG={rust_log} NO_COLOR=1 IMPRINT_EBPF=off
 imprint run --config /etc/imprint/imprint.toml --data-dir /data > /tmp/imprint.log 2>&1 &
 pid=$!
 sleep 1

@@ -6,7 +6,7 @@ use crate::agent::{self, AgentOptions, StopHandle};
 use crate::collector::{Collector, CollectorOptions, Input};
 use crate::config::Config;
 use crate::policy::Policy;
-use crate::source::{evdev::INPUT_DIR, libinput_yaml, replay::Speed};
+use crate::source::{ebpf::EbpfOptions, evdev::INPUT_DIR, libinput_yaml, replay::Speed};
 use crate::spool::SpoolOptions;
 use std::path::Path;
 use std::time::Duration;
@@ -107,7 +107,8 @@ fn input_for(cfg: &Config, replay: Option<&Path>, speed: Speed) -> anyhow::Resul
     }
     Ok(match replay {
         Some(path) => Input::Replay(libinput_yaml::load(path)?, speed),
-        None => Input::Evdev(INPUT_DIR.into()),
+        // eBPF first; the collector falls back to evdev (and says why) when it cannot load.
+        None => Input::Ebpf(EbpfOptions::from_env(), INPUT_DIR.into()),
     })
 }
 

@@ -63,6 +63,11 @@ enum Command {
     Dump,
     /// Check every segment and frame; exit non-zero on corruption.
     Verify,
+    /// Pause capture: the collector closes the in-kernel gate (evdev: drops events) until
+    /// `imprint resume`. The pause survives a collector restart.
+    Pause,
+    /// Resume capture after `imprint pause`.
+    Resume,
     /// Show what is being captured right now, ring fill, spool size and drop counters.
     Status {
         /// Machine-readable JSON.
@@ -122,6 +127,8 @@ pub fn main() -> i32 {
         Command::Dump => dump::run(&loc),
         Command::Verify => verify::run(&loc),
         Command::Status { json, prometheus } => status::run(&loc, json, prometheus),
+        Command::Pause => status::pause(&loc, true),
+        Command::Resume => status::pause(&loc, false),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@ use super::Locations;
 use crate::metrics::{prometheus, AgentStats};
 use crate::ring::reader::peek_stats;
 use crate::ring::RingStats;
+use crate::source::ebpf::{peek_status as peek_ebpf, EbpfStatus};
 
 pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
     let cfg = loc.load()?;
@@ -14,8 +15,12 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
     let ring_ok = ring.as_ref().ok();
     let agent_ok = agent.as_ref().ok();
     let alive = ring_ok.is_some_and(|r| !r.closed && pid_alive(r.collector_pid));
+    let ebpf = ring_ok.and_then(|_| peek_ebpf(&paths.ring).ok());
     if prom {
         print!("{}", prometheus(ring_ok, agent_ok));
+        if let Some(e) = &ebpf {
+            print!("{}", ebpf_prometheus(e));
+        }
         return Ok(0);
     }
     if json {
@@ -23,6 +28,7 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
             "capture_on": alive && ring_ok.is_some_and(|r| r.capture_on),
             "collector_running": alive,
             "ring": ring_ok,
+            "ebpf": ebpf,
             "agent": agent_ok,
             "policy_level": cfg.capture.default_level.as_str(),
         });
@@ -30,7 +36,12 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     match &ring {
-        Ok(r) if alive => print_ring(r),
+        Ok(r) if alive => {
+            print_ring(r);
+            if let Some(e) = &ebpf {
+                print_ebpf(e);
+            }
+        }
         Ok(r) => {
             println!(
                 "capture:   off (collector not running; last ring epoch {})",
@@ -98,4 +109,88 @@ fn print_ring_counters(r: &RingStats) {
 
 fn pid_alive(pid: u32) -> bool {
     pid != 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+fn print_ebpf(e: &EbpfStatus) {
+    if e.paused {
+        println!("paused:    yes: no input event is captured (`imprint resume` resumes)");
+    }
+    match (e.live, e.fallback, &e.reason) {
+        (true, _, _) => println!(
+            "ebpf:      live (ring buffer {} bytes, {} wake-ups; kernel: {} submitted, {} gated while paused, {} lost to a full ring buffer)",
+            e.ringbuf_bytes, e.wakeups, e.kernel.submitted, e.kernel.gated_off, e.kernel.reserve_failed
+        ),
+        (false, Some(code), reason) => println!(
+            "ebpf:      unavailable ({code}), using evdev: {}",
+            reason.as_deref().unwrap_or("")
+        ),
+        (false, None, _) => {}
+    }
+}
+
+/// The eBPF source's metrics (their own families; the shared ones come from `metrics`).
+fn ebpf_prometheus(e: &EbpfStatus) -> String {
+    let k = &e.kernel;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, v) in samples {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    metric(
+        "imprint_ebpf_live",
+        "gauge",
+        "1 while the eBPF source is live (0: evdev fallback, see imprint status).",
+        &[("", u64::from(e.live))],
+    );
+    metric(
+        "imprint_capture_paused",
+        "gauge",
+        "1 while capture is paused.",
+        &[("", u64::from(e.paused))],
+    );
+    metric(
+        "imprint_bpf_events_total",
+        "counter",
+        "Input events seen by the eBPF programs, by outcome.",
+        &[
+            ("{outcome=\"submitted\"}", k.submitted),
+            ("{outcome=\"gated_off\"}", k.gated_off),
+            ("{outcome=\"gated_device\"}", k.gated_device),
+            ("{outcome=\"gated_type\"}", k.gated_type),
+            ("{outcome=\"reserve_failed\"}", k.reserve_failed),
+        ],
+    );
+    metric(
+        "imprint_bpf_ringbuf_wakeups_total",
+        "counter",
+        "Times the collector woke to drain the BPF ring buffer.",
+        &[("", e.wakeups)],
+    );
+    out
+}
+
+/// `imprint pause` / `imprint resume`: creates or removes the pause file beside the ring, which
+/// the collector watches.
+pub fn pause(loc: &Locations, on: bool) -> anyhow::Result<i32> {
+    let cfg = loc.load()?;
+    let paths = loc.paths(&cfg);
+    let dir = paths
+        .ring
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("the ring path has no directory"))?;
+    let file = dir.join(crate::source::ebpf::PAUSE_FILE);
+    if on {
+        std::fs::write(&file, b"").map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        println!("capture paused ({} exists)", file.display());
+    } else {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("{}: {e}", file.display()),
+        }
+        println!("capture resumed");
+    }
+    Ok(0)
 }

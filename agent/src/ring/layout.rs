@@ -1,7 +1,7 @@
 //! Byte layout of the ring and cursor files. Fields written by different parties (or hot
 //! on different paths) sit on separate cache lines.
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 
 /// "IMPRRING" in little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"IMPRRING");
@@ -65,6 +65,66 @@ pub struct CollectorCounters {
     pub source: AtomicU32,
     pub devices: AtomicU32,
     pub _pad: [u8; 4],
+    /// The eBPF source's state: live or why not, pause, and the kernel programs' counters.
+    pub ebpf: SourceStatus,
+}
+
+/// Length of [`SourceStatus::reason`].
+pub const REASON_LEN: usize = 240;
+
+/// The eBPF source's state, written by the collector, read by `imprint status`.
+#[repr(C)]
+pub struct SourceStatus {
+    /// 1 while capture is paused (`imprint pause`).
+    pub paused: AtomicU32,
+    /// Why eBPF is not the live source: 0 eBPF is live (or was not tried, as for a replay),
+    /// otherwise a `source::ebpf::Fallback` code.
+    pub fallback: AtomicU32,
+    /// Counters of the kernel programs (summed over CPUs), refreshed when the collector wakes.
+    pub bpf_seen: AtomicU64,
+    pub bpf_submitted: AtomicU64,
+    pub bpf_gated_off: AtomicU64,
+    pub bpf_gated_device: AtomicU64,
+    pub bpf_gated_type: AtomicU64,
+    /// Failed ring-buffer reserves: events lost in the kernel, written as `bpf_reserve` gaps.
+    pub bpf_reserve_failed: AtomicU64,
+    pub bpf_devices: AtomicU64,
+    pub bpf_device_reserve_failed: AtomicU64,
+    /// Size of the BPF ring buffer.
+    pub bpf_ringbuf_bytes: AtomicU64,
+    /// Times the collector woke to drain the BPF ring buffer.
+    pub bpf_wakeups: AtomicU64,
+    /// Bytes used in `reason`.
+    pub reason_len: AtomicU32,
+    pub _pad: [u8; 4],
+    /// The fallback reason as UTF-8 text (one log line's worth).
+    pub reason: [AtomicU8; REASON_LEN],
+}
+
+impl SourceStatus {
+    /// Stores `text` (truncated at a character boundary) as the fallback reason.
+    pub fn set_reason(&self, text: &str) {
+        let mut end = text.len().min(REASON_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        for (slot, b) in self.reason.iter().zip(&text.as_bytes()[..end]) {
+            slot.store(*b, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.reason_len
+            .store(end as u32, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The fallback reason ("" when none).
+    pub fn reason(&self) -> String {
+        let len =
+            (self.reason_len.load(std::sync::atomic::Ordering::Acquire) as usize).min(REASON_LEN);
+        let bytes: Vec<u8> = self.reason[..len]
+            .iter()
+            .map(|b| b.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 /// The whole ring header.

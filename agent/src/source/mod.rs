@@ -1,6 +1,8 @@
 //! Capture sources. Each produces the same [`SourceEvent`]s into a channel the collector
-//! drains: `evdev` (passive reads of /dev/input), `replay` (libinput recordings).
+//! drains: `ebpf` (fentry on the kernel input core, the primary source), `evdev` (passive reads
+//! of /dev/input, the fallback), `replay` (libinput recordings).
 
+pub mod ebpf;
 pub mod evdev;
 pub mod libinput_yaml;
 pub mod replay;

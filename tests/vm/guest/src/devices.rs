@@ -101,6 +101,13 @@ impl Driven {
         Ok(())
     }
 
+    /// Writes one key report without logging it or sleeping (for floods).
+    pub fn emit_key(&mut self, key: KeyCode, value: i32) -> Result<()> {
+        self.dev
+            .emit(&[InputEvent::new(EventType::KEY.0, key.code(), value)])
+            .with_context(|| format!("writing to {}", self.name))
+    }
+
     pub fn key(&mut self, key: KeyCode, value: i32) -> Result<()> {
         self.report(&[(EventType::KEY, key.code(), value)])
     }

@@ -7,6 +7,7 @@
 
 mod devices;
 mod keymap;
+mod raw;
 mod record;
 
 use std::fs::File;
@@ -69,6 +70,49 @@ enum Command {
         #[arg(long)]
         sent: Option<PathBuf>,
     },
+    /// Create a keyboard with kernel autorepeat (EV_REP), type a text, then hold one key so
+    /// the kernel autorepeats it. `--sent` lists what the guest wrote (no repeats: the kernel
+    /// makes those).
+    Hold {
+        #[arg(long, default_value = devices::KEYBOARD_NAME)]
+        name: String,
+        /// Text to type first: lowercase letters, digits and spaces.
+        #[arg(long, default_value = "")]
+        text: String,
+        /// The character whose key is held.
+        #[arg(long)]
+        hold: char,
+        /// How long the key is held (the kernel repeats after 250 ms, then every 33 ms).
+        #[arg(long, default_value_t = 700)]
+        hold_ms: u64,
+        #[arg(long, default_value_t = 20)]
+        step_ms: u64,
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        #[arg(long, default_value_t = 500)]
+        linger_ms: u64,
+        #[arg(long)]
+        sent: Option<PathBuf>,
+    },
+    /// Flood a keyboard with `--reports` key reports (KEY_A down, up, down, ...; each report is
+    /// the key event plus SYN_REPORT), as fast as uinput takes them, pausing `--pause-us` after
+    /// every `--burst` reports. Writes `events=<n>` (SYN_REPORT included) to `--count`.
+    Flood {
+        #[arg(long, default_value = "imprint-test-flood")]
+        name: String,
+        #[arg(long)]
+        reports: u64,
+        #[arg(long, default_value_t = 64)]
+        burst: u64,
+        #[arg(long, default_value_t = 0)]
+        pause_us: u64,
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        #[arg(long, default_value_t = 500)]
+        linger_ms: u64,
+        #[arg(long)]
+        count: PathBuf,
+    },
     /// Print the /dev/input/eventN node of the device with this name.
     Find { name: String },
 }
@@ -122,6 +166,72 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = &sent {
                 write_sent(path, &[&kb, &mouse])?;
             }
+            Ok(())
+        }
+        Command::Hold {
+            name,
+            text,
+            hold,
+            hold_ms,
+            step_ms,
+            settle_ms,
+            linger_ms,
+            sent,
+        } => {
+            let mut kb =
+                raw::RepeatKeyboard::create(&name, 0x0003, Duration::from_millis(step_ms))?;
+            eprintln!(
+                "imprint-vm-guest: {name} (autorepeat) is {}",
+                kb.node.display()
+            );
+            sleep(Duration::from_millis(settle_ms));
+            for c in text.chars() {
+                let stroke = keymap::stroke(c)?;
+                if stroke.shift {
+                    bail!("hold: {c:?} needs shift; use lowercase text");
+                }
+                kb.tap(stroke.key)?;
+            }
+            let key = keymap::stroke(hold)?.key;
+            kb.key(key, 1)?;
+            sleep(Duration::from_millis(hold_ms));
+            kb.key(key, 0)?;
+            sleep(Duration::from_millis(linger_ms));
+            if let Some(path) = &sent {
+                let lines: Vec<String> = kb.sent.iter().map(|e| with_device(&kb.name, e)).collect();
+                std::fs::write(path, lines.join("\n") + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Flood {
+            name,
+            reports,
+            burst,
+            pause_us,
+            settle_ms,
+            linger_ms,
+            count,
+        } => {
+            let mut kb = devices::keyboard_named(&name, Duration::ZERO)?;
+            eprintln!("imprint-vm-guest: {name} is {}", kb.node().display());
+            sleep(Duration::from_millis(settle_ms));
+            let mut events = 0u64;
+            for i in 0..reports {
+                kb.emit_key(KeyCode::KEY_A, i32::from(i % 2 == 0))?;
+                events += 2;
+                if pause_us > 0 && (i + 1) % burst.max(1) == 0 {
+                    sleep(Duration::from_micros(pause_us));
+                }
+            }
+            // Leave the key up.
+            if reports % 2 == 1 {
+                kb.emit_key(KeyCode::KEY_A, 0)?;
+                events += 2;
+            }
+            sleep(Duration::from_millis(linger_ms));
+            std::fs::write(&count, format!("events={events}\n"))
+                .with_context(|| format!("writing {}", count.display()))?;
             Ok(())
         }
         Command::Find { name } => {
