@@ -8,24 +8,14 @@
 
 mod common;
 
+use common::daemon::{poll, Daemon};
+use common::keys::{dumped_events, key_recording, Ev};
 use common::Env;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// (mono_ns, key name, value) of one key event, as `dump` prints it.
-type Ev = (u64, String, i64);
-
-const KEYS: [&str; 10] = [
-    "KEY_Q", "KEY_W", "KEY_E", "KEY_R", "KEY_T", "KEY_Y", "KEY_U", "KEY_I", "KEY_O", "KEY_P",
-];
 
 /// Ring layout facts (agent/src/ring/layout.rs), restated independently.
 const RING_HEADER: u64 = 4096;
@@ -36,41 +26,6 @@ const SEALED_FILE_HEADER: usize = 16;
 const SEALED_CHUNK_HEADER: usize = 16;
 /// Spool frame: `"IMPF" | len | crc | seq | payload`.
 const SPOOL_FRAME_HEADER: usize = 20;
-
-/// Writes a libinput recording of `n` key events (press/release of KEY_Q..KEY_P), `gap_us`
-/// apart, with no SYN_REPORTs; returns the events `dump` must print for it.
-fn key_recording(path: &Path, n: usize, gap_us: u64) -> Vec<Ev> {
-    let mut s = String::from(
-        "version: 1\nndevices: 1\nlibinput:\n  version: \"1.22.1\"\n  git: \"unknown\"\ndevices:\n- node: /dev/input/event9\n  evdev:\n    name: \"corruption-keyboard\"\n    id: [3, 4617, 9, 1]\n  events:\n",
-    );
-    let mut want = Vec::with_capacity(n);
-    for i in 0..n {
-        let t = (i as u64 + 1) * gap_us;
-        let code = 16 + (i / 2) % 10;
-        let value = if i % 2 == 0 { 1 } else { 0 };
-        s.push_str(&format!(
-            "  - evdev:\n    - [{}, {}, 1, {code}, {value}]\n",
-            t / 1_000_000,
-            t % 1_000_000
-        ));
-        want.push((t * 1000, KEYS[(i / 2) % 10].to_owned(), value));
-    }
-    std::fs::write(path, s).expect("write recording");
-    want
-}
-
-fn dumped_events(dump: &[Value]) -> Vec<Ev> {
-    dump.iter()
-        .filter(|v| v["kind"] == "event")
-        .map(|v| {
-            (
-                v["mono_ns"].as_u64().expect("mono_ns"),
-                v["code"].as_str().expect("code").to_owned(),
-                v["value"].as_i64().expect("value"),
-            )
-        })
-        .collect()
-}
 
 fn gap_lines(dump: &[Value]) -> Vec<&Value> {
     dump.iter().filter(|v| v["kind"] == "gap").collect()
@@ -94,21 +49,6 @@ fn single_hole(got: &[Ev], want: &[Ev]) -> std::ops::Range<usize> {
     a..b
 }
 
-/// Polls `f` every 20 ms until it returns `Some`, failing with `what` after `timeout`.
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn u64_of(v: &Value) -> u64 {
     v.as_u64()
         .unwrap_or_else(|| panic!("expected a number, got {v}"))
@@ -122,121 +62,6 @@ fn status(env: &Env) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("status --json is JSON")
-}
-
-/// Removes ANSI colour sequences from log text.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// A background `imprint` process whose stderr is collected by a thread (so a full pipe
-/// never blocks it); killed with SIGKILL if the test ends while it still runs.
-struct Daemon {
-    what: String,
-    child: Child,
-    log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Daemon {
-    fn start(env: &Env, args: &[&str]) -> Daemon {
-        let mut cmd = env.cmd(args);
-        cmd.env("IMPRINT_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn imprint {args:?}: {e}"));
-        let mut stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("log")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Daemon {
-            what: format!("imprint {}", args.join(" ")),
-            child,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    fn log(&self) -> String {
-        strip_ansi(&self.log.lock().expect("log"))
-    }
-
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// Waits for the process to exit by itself; fails (after killing it) past `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not exit within {timeout:?}; its log:\n{}",
-                    self.what,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        status
-    }
-
-    fn wait_success(&mut self, timeout: Duration) {
-        let status = self.wait_exit(timeout);
-        assert!(
-            status.success(),
-            "{} failed ({status:?}); its log:\n{}",
-            self.what,
-            self.log()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// One frame found in the ring file: its ring position, payload length and sequence number.
@@ -368,7 +193,7 @@ fn flipped_bytes_in_a_sealed_segment_are_named_by_verify_and_skipped_by_dump() {
         "[ring]\ncapacity_bytes = 4096\n[spool]\nsegment_max_bytes = 4096\nfsync_interval_ms = 5\n",
     );
     let rec = env.dir.path().join("keys.yml");
-    let want = key_recording(&rec, 3000, 1000);
+    let want = key_recording(&rec, "corruption-keyboard", 3000, 1000);
     let out = env.run(&[
         "run",
         "--replay",
@@ -499,7 +324,7 @@ fn damaged_frame_in_an_open_segment_left_by_a_killed_agent() {
         "[spool]\nsegment_max_bytes = 1048576\nfsync_interval_ms = 5\n",
     );
     let rec = env.dir.path().join("keys.yml");
-    let want = key_recording(&rec, 600, 5000); // 3 s of typing
+    let want = key_recording(&rec, "corruption-keyboard", 600, 5000); // 3 s of typing
     let mut collector = Daemon::start(
         &env,
         &[
@@ -645,7 +470,7 @@ fn pick_ring_victim(
 fn corrupt_ring_payload_is_skipped_with_a_gap_and_the_agent_keeps_going() {
     let env = Env::new("full", "[spool]\nfsync_interval_ms = 20\n");
     let rec = env.dir.path().join("keys.yml");
-    let want = key_recording(&rec, 300, 10_000); // 3 s at real pace
+    let want = key_recording(&rec, "corruption-keyboard", 300, 10_000); // 3 s at real pace
     let (mut collector, capacity, frames) = collector_with_frames(&env, &rec, 40);
     let (victim, event) = pick_ring_victim(&env, capacity, &frames, &want, 20);
     // Flip one payload byte in the middle of the frame, in the live shared ring.
@@ -704,7 +529,7 @@ fn corrupt_ring_payload_is_skipped_with_a_gap_and_the_agent_keeps_going() {
 fn corrupt_ring_frame_length_skips_to_the_write_position_with_an_exact_gap() {
     let env = Env::new("full", "[spool]\nfsync_interval_ms = 20\n");
     let rec = env.dir.path().join("keys.yml");
-    let want = key_recording(&rec, 400, 10_000); // 4 s at real pace
+    let want = key_recording(&rec, "corruption-keyboard", 400, 10_000); // 4 s at real pace
     let (mut collector, capacity, frames) = collector_with_frames(&env, &rec, 40);
     let (victim, event) = pick_ring_victim(&env, capacity, &frames, &want, 20);
     // A length no frame can have: frame boundaries after it are unknowable.
@@ -765,7 +590,7 @@ fn corrupt_last_ring_frame_still_leaves_a_gap_record() {
     // `next_seq` (in its header) must, or the loss is silent on disk.
     let env = Env::new("full", "[spool]\nfsync_interval_ms = 20\n");
     let rec = env.dir.path().join("keys.yml");
-    let want = key_recording(&rec, 50, 1000);
+    let want = key_recording(&rec, "corruption-keyboard", 50, 1000);
     let out = env.run(&[
         "collector",
         "--replay",
@@ -812,7 +637,7 @@ fn corrupt_last_ring_frame_still_leaves_a_gap_record() {
 fn garbage_ring_file_is_reported_and_the_agent_waits_for_a_real_collector() {
     let env = Env::new("full", "");
     let rec = env.dir.path().join("keys.yml");
-    let want = key_recording(&rec, 200, 1000);
+    let want = key_recording(&rec, "corruption-keyboard", 200, 1000);
     std::fs::create_dir_all(env.run_dir()).expect("run dir");
     let ring = env.run_dir().join("ring");
     let mut x = 0x2545_f491_4f6c_dd1du64;

@@ -8,43 +8,13 @@
 
 mod common;
 
+use common::daemon::{poll, Daemon};
+use common::keys::{dumped_events, key_recording, Ev};
 use common::{imprint_bin, Env};
 use serde_json::Value;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// (mono_ns, key name, value) of one key event, as `dump` prints it.
-type Ev = (u64, String, i64);
-
-const KEYS: [&str; 10] = [
-    "KEY_Q", "KEY_W", "KEY_E", "KEY_R", "KEY_T", "KEY_Y", "KEY_U", "KEY_I", "KEY_O", "KEY_P",
-];
-
-/// Writes a libinput recording of `n` key events (press/release of KEY_Q..KEY_P), `gap_us`
-/// apart, with no SYN_REPORTs; returns the events `dump` must print for it.
-fn key_recording(path: &Path, n: usize, gap_us: u64) -> Vec<Ev> {
-    let mut s = String::from(
-        "version: 1\nndevices: 1\nlibinput:\n  version: \"1.22.1\"\n  git: \"unknown\"\ndevices:\n- node: /dev/input/event9\n  evdev:\n    name: \"exhaustion-keyboard\"\n    id: [3, 4617, 9, 1]\n  events:\n",
-    );
-    let mut want = Vec::with_capacity(n);
-    for i in 0..n {
-        let t = (i as u64 + 1) * gap_us;
-        let code = 16 + (i / 2) % 10;
-        let value = if i % 2 == 0 { 1 } else { 0 };
-        s.push_str(&format!(
-            "  - evdev:\n    - [{}, {}, 1, {code}, {value}]\n",
-            t / 1_000_000,
-            t % 1_000_000
-        ));
-        want.push((t * 1000, KEYS[(i / 2) % 10].to_owned(), value));
-    }
-    std::fs::write(path, s).expect("write recording");
-    want
-}
+use std::process::{Command, Output};
+use std::time::Duration;
 
 fn parse_dump(out: &Output) -> Vec<Value> {
     assert!(
@@ -56,19 +26,6 @@ fn parse_dump(out: &Output) -> Vec<Value> {
         .lines()
         .map(|l| {
             serde_json::from_str(l).unwrap_or_else(|e| panic!("dump line is not JSON ({e}): {l}"))
-        })
-        .collect()
-}
-
-fn dumped_events(dump: &[Value]) -> Vec<Ev> {
-    dump.iter()
-        .filter(|v| v["kind"] == "event")
-        .map(|v| {
-            (
-                v["mono_ns"].as_u64().expect("mono_ns"),
-                v["code"].as_str().expect("code").to_owned(),
-                v["value"].as_i64().expect("value"),
-            )
         })
         .collect()
 }
@@ -104,21 +61,6 @@ fn missing_events(got: &[Ev], want: &[Ev]) -> Vec<Ev> {
     missing
 }
 
-/// Polls `f` every 20 ms until it returns `Some`, failing with `what` after `timeout`.
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn status_of(out: Output) -> Value {
     assert!(
         out.status.success(),
@@ -133,125 +75,6 @@ fn u(v: &Value) -> u64 {
         .unwrap_or_else(|| panic!("expected a number, got {v}"))
 }
 
-/// Removes ANSI colour sequences from log text.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// A background `imprint` process whose stderr is collected by a thread (so a full pipe
-/// never blocks it); killed with SIGKILL if the test ends while it still runs.
-struct Daemon {
-    what: String,
-    child: Child,
-    log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Daemon {
-    fn spawn(mut cmd: Command, what: String) -> Daemon {
-        cmd.env("IMPRINT_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
-        let mut stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("log")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Daemon {
-            what,
-            child,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    fn start(env: &Env, args: &[&str]) -> Daemon {
-        Daemon::spawn(env.cmd(args), format!("imprint {}", args.join(" ")))
-    }
-
-    fn log(&self) -> String {
-        strip_ansi(&self.log.lock().expect("log"))
-    }
-
-    /// Asserts the process is still running, showing its log if it is not.
-    fn assert_alive(&mut self, when: &str) {
-        if let Some(st) = self.child.try_wait().expect("try_wait") {
-            panic!(
-                "{} exited ({st:?}) {when}; its log:\n{}",
-                self.what,
-                self.log()
-            );
-        }
-    }
-
-    /// Waits for the process to exit by itself; fails (after killing it) past `timeout`.
-    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not exit within {timeout:?}; its log:\n{}",
-                    self.what,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        status
-    }
-
-    fn wait_success(&mut self, timeout: Duration) {
-        let status = self.wait_exit(timeout);
-        assert!(
-            status.success(),
-            "{} failed ({status:?}); its log:\n{}",
-            self.what,
-            self.log()
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 #[test]
 fn full_ring_drops_are_counted_and_recorded_as_gaps_while_the_collector_runs_on() {
     // The smallest ring, and no agent at first: it fills within milliseconds.
@@ -262,7 +85,7 @@ fn full_ring_drops_are_counted_and_recorded_as_gaps_while_the_collector_runs_on(
     let rec = env.dir.path().join("keys.yml");
     // 60 s of typing at 20 ms per event, replayed 20x faster: 3 s, one event per ms. A
     // numeric speed, because `--speed max` waits for ring space instead of dropping.
-    let want = key_recording(&rec, 3000, 20_000);
+    let want = key_recording(&rec, "exhaustion-keyboard", 3000, 20_000);
     let mut collector = Daemon::start(
         &env,
         &[
@@ -387,7 +210,7 @@ fn ring_still_full_when_the_collector_exits_leaves_a_gap_record() {
     // must still reach the spool as a gap record once an agent drains the closed ring.
     let env = Env::new("full", "[ring]\ncapacity_bytes = 4096\n");
     let rec = env.dir.path().join("keys.yml");
-    let want = key_recording(&rec, 400, 1000);
+    let want = key_recording(&rec, "exhaustion-keyboard", 400, 1000);
     let out = env.run(&[
         "collector",
         "--replay",
@@ -515,7 +338,7 @@ fn full_disk_drops_are_counted_and_writing_resumes_when_space_returns() {
     std::fs::write(&filler, vec![0x5au8; (free - keep) as usize]).expect("write filler");
 
     let rec = dir.path().join("keys.yml");
-    let want = key_recording(&rec, 8000, 1000); // 8 s of typing at real pace
+    let want = key_recording(&rec, "exhaustion-keyboard", 8000, 1000); // 8 s of typing at real pace
     let rec_arg = rec.to_str().expect("utf-8");
     let mut collector = Daemon::spawn(
         imprint(&["collector", "--replay", rec_arg, "--speed", "1"]),

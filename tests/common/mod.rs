@@ -2,6 +2,9 @@
 //! files in a private temporary directory.
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod keys;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
