@@ -5,11 +5,12 @@
 #   linux-image-amd64, busybox-static   the VM's kernel (with evdev.ko, uinput.ko) and userland
 #   xvfb x11-utils xterm xdotool   a real X server and clients for the X11 focus tests
 #   sway foot        a real Wayland compositor (headless) and terminal for the sway focus tests
+#   dbus-daemon      a real session bus for the GNOME/KDE focus reporter tests
 #   llvm-22-dev      LLVM for bpf-linker (it must match nightly rustc's LLVM 22)
 # and, for the eBPF programs (built by agent/build.rs with aya-build):
 #   the nightly toolchain with rust-src, and bpf-linker built against LLVM 22 (about 3 minutes).
 set -euo pipefail
-pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool sway foot llvm-22-dev)
+pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool sway foot dbus-daemon llvm-22-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

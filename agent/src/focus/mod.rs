@@ -5,8 +5,8 @@
 //! A *tracker* talks to one display server and reports the focused window as a raw
 //! [`WindowReport`] (a pid, whether the server vouches for it, app id / WM_CLASS / title):
 //! [`x11`] (`_NET_ACTIVE_WINDOW` + X-Resource), [`sway`] (i3/sway IPC), [`hyprland`]
-//! (event socket + `j/activewindow`), [`terminal`] (VTs); [`gnome`] and [`kde`] are not
-//! implemented yet. The *resolver*
+//! (event socket + `j/activewindow`), [`terminal`] (VTs), [`gnome`] and [`kde`] (a Shell
+//! extension / KWin script reporting over the session bus). The *resolver*
 //! in [`run`] turns reports into [`FocusInfo`] records: it looks the pid up in the process
 //! table ([`crate::procs`]), follows a terminal emulator to the foreground program of its
 //! pty ([`terminal`]), checks the process belongs to the session's user ([`session`]), drops
@@ -33,9 +33,10 @@
 //! - **Hyprland**: `$XDG_RUNTIME_DIR/hypr/<HYPRLAND_INSTANCE_SIGNATURE>/.socket2.sock`
 //!   (and `/tmp/hypr/…` for old versions); the signature is `focus.hyprland_signature` or
 //!   the newest directory there.
-//! - **GNOME / KDE**: planned as a Shell extension / KWin script that call
-//!   `org.imprint.Focus1.Report` on the user's session bus; not implemented yet (see
-//!   [`gnome`], [`kde`]): those trackers report unknown focus.
+//! - **GNOME / KDE**: a Shell extension / KWin script calls `org.imprint.Focus1.Report` on
+//!   the collector, which owns `org.imprint.Focus` on the session's bus
+//!   (`RUNTIME_DIR/bus`, or `focus.dbus_address`) and accepts reports only from the owner
+//!   of `org.gnome.Shell` / `org.kde.KWin` (see [`gnome`], [`kde`]).
 //! - **tty**: the active VT's session leader, followed to its foreground process group.
 //!
 //! When the seat's active session changes (fast user switching) the trackers are restarted
@@ -117,6 +118,11 @@ pub struct FocusConfig {
     pub hyprland_signature: Option<String>,
     /// The session's `XDG_RUNTIME_DIR`; by default `/run/user/UID` of the session.
     pub runtime_dir: Option<PathBuf>,
+    /// GNOME / KDE: the session bus address; by default `unix:path=RUNTIME_DIR/bus`.
+    pub dbus_address: Option<String>,
+    /// KDE: the KWin script to load (its `main.js` or package directory); by default the
+    /// installed `imprint-focus` script.
+    pub kwin_script: Option<PathBuf>,
     /// Longest wait between reconnection attempts, in milliseconds.
     pub max_backoff_ms: u64,
 }
@@ -135,6 +141,8 @@ impl Default for FocusConfig {
             sway_socket: None,
             hyprland_signature: None,
             runtime_dir: None,
+            dbus_address: None,
+            kwin_script: None,
             max_backoff_ms: 5000,
         }
     }
@@ -246,9 +254,8 @@ pub async fn run_tracker(
             TrackerKind::Sway => sway::run(&cfg, session.as_ref(), &tx).await,
             TrackerKind::Hyprland => hyprland::run(&cfg, session.as_ref(), &tx).await,
             TrackerKind::Tty => terminal::run_vt(&cfg, session.as_ref(), &tx).await,
-            TrackerKind::Gnome | TrackerKind::Kde => Err(FocusError::NotFound(
-                "D-Bus focus reporter (not wired in this build)",
-            )),
+            TrackerKind::Gnome => gnome::run(&cfg, session.as_ref(), &tx).await,
+            TrackerKind::Kde => kde::run(&cfg, session.as_ref(), &tx).await,
             TrackerKind::Auto | TrackerKind::None => return,
         };
         let err = match res {
