@@ -89,8 +89,29 @@ struct Redaction {
   fromNs @0 :UInt64;
   toNs @1 :UInt64;
   rule @2 :Text;
-  count @3 :UInt32;
+  count @3 :UInt32;      # key presses replaced
   placeholder @4 :Text;
+  focus @5 :UInt64;      # Focus.seq the keys were typed into
+  device @6 :UInt32;     # Device.index of the keyboard (0xFFFFFFFF: several)
+  keyTimesNs @7 :List(UInt64);  # press time of every replaced key: the timing is kept
+}
+
+# Per-interval activity for an application captured at level `counts`: no event, no identity.
+struct Counts {
+  fromNs @0 :UInt64;
+  toNs @1 :UInt64;
+  focus @2 :UInt64;
+  keys @3 :UInt32;       # key presses
+  clicks @4 :UInt32;     # button presses
+  motion @5 :UInt32;     # pointer motion frames
+  scroll @6 :UInt32;     # wheel events
+}
+
+# A paste shortcut (Ctrl+V, Shift+Insert, ...): that a paste happened, never what was pasted.
+struct Paste {
+  monoNs @0 :UInt64;
+  focus @1 :UInt64;
+  device @2 :UInt32;
 }
 
 # The policy in force when a batch was written.
@@ -98,6 +119,7 @@ struct PolicyStamp {
   version @0 :UInt64;
   hash @1 :Text;         # hex digest of the effective policy
   defaultLevel @2 :Text;
+  rules @3 :UInt32;      # number of rules in the effective policy
 }
 
 struct Record {
@@ -108,6 +130,8 @@ struct Record {
     focus @3 :Focus;
     redaction @4 :Redaction;
     policy @5 :PolicyStamp;
+    counts @6 :Counts;
+    paste @7 :Paste;
   }
 }
 

@@ -5,15 +5,22 @@
 //! Exactly-once across crashes: every batch records the ring epoch and the last ring sequence
 //! number it contains. On start the newest intact batch says where the spool ends; ring frames
 //! at or below that sequence (fsynced, but killed before the commit) are skipped.
+//!
+//! Policy is applied per record by [`Filter`]: the Focus records seen on the ring map each
+//! event's focus seq to an identity, and so to a level. SIGHUP reloads the policy; a policy
+//! that does not validate is refused, logged and counted, and the old one stays in force.
 
 use crate::metrics::AgentStats;
+use crate::policy::filter::{CurrentFocus, Filter, FilterStats};
 use crate::policy::Policy;
 use crate::record::codec::{decode_batch, decode_record, encode_batch, BatchMeta};
+use crate::record::PolicyStamp;
 use crate::record::{DeviceInfo, Gap, Record, Stage, NO_DEVICE};
 use crate::ring::reader::RingWaker;
 use crate::ring::{ReadOutcome, RingReader};
 use crate::spool::{Spool, SpoolError, SpoolOptions};
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +38,8 @@ pub struct AgentOptions {
     pub spool: SpoolOptions,
     pub fsync_interval: Duration,
     pub policy: Policy,
+    /// Where to reload the policy from on SIGHUP (config file, and whether it must exist).
+    pub policy_source: Option<(PathBuf, bool)>,
     /// Exit once the collector has closed the ring and it is drained (replays, tests).
     pub exit_when_closed: bool,
 }
@@ -39,6 +48,7 @@ pub struct AgentOptions {
 #[derive(Clone, Default)]
 pub struct StopHandle {
     stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
     waker: Arc<Mutex<Option<RingWaker>>>,
 }
 
@@ -55,6 +65,20 @@ impl StopHandle {
 
     fn requested(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Asks the agent to reload its policy (SIGHUP).
+    pub fn reload(&self) {
+        self.reload.store(true, Ordering::SeqCst);
+        if let Ok(w) = self.waker.lock() {
+            if let Some(w) = w.as_ref() {
+                w.wake();
+            }
+        }
+    }
+
+    fn take_reload(&self) -> bool {
+        self.reload.swap(false, Ordering::SeqCst)
     }
 
     fn set_waker(&self, w: RingWaker) {
@@ -79,6 +103,50 @@ struct Agent {
     pending_gaps: Vec<Gap>,
     stats: AgentStats,
     disk_full: bool,
+    filter: Filter,
+    reloads: ReloadStats,
+}
+
+/// Policy reload outcomes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadStats {
+    pub reloads: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+/// What `imprint status` shows about scope: written beside the agent's status snapshot.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PolicyStatus {
+    pub stamp: PolicyStampView,
+    pub default_level: String,
+    pub unknown_focus_level: String,
+    pub current: Option<CurrentFocus>,
+    pub filter: FilterStats,
+    pub reload: ReloadStats,
+}
+
+/// The policy stamp, as JSON.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PolicyStampView {
+    pub version: u64,
+    pub hash: String,
+    pub rules: u32,
+}
+
+impl From<&PolicyStamp> for PolicyStampView {
+    fn from(p: &PolicyStamp) -> Self {
+        PolicyStampView {
+            version: p.version,
+            hash: p.hash.clone(),
+            rules: p.rules,
+        }
+    }
+}
+
+/// The policy status file beside `status_path`.
+pub fn policy_status_path(status_path: &std::path::Path) -> PathBuf {
+    status_path.with_file_name("policy.status.json")
 }
 
 /// Runs the agent until stopped (or, with `exit_when_closed`, until the ring is done).
@@ -111,6 +179,10 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         ..Default::default()
     };
     stats.spool_torn_bytes = recovery.torn_bytes;
+    let filter = Filter::new(opts.policy.clone());
+    if opts.policy_source.is_some() {
+        listen_for_sighup(stop.clone());
+    }
     let mut agent = Agent {
         opts,
         spool,
@@ -119,12 +191,18 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         pending_gaps: Vec::new(),
         stats,
         disk_full: false,
+        filter,
+        reloads: ReloadStats::default(),
     };
     agent.spool.enforce_retention(SystemTime::now());
     tracing::info!(spool = %agent.opts.spool.dir.display(), resume_epoch = resume.epoch, resume_seq = resume.seq, "agent started");
     let mut waiting_logged = false;
     let mut finished_epoch = None;
     while !stop.requested() {
+        if stop.take_reload() {
+            let mut records = Vec::new();
+            agent.reload_policy(&mut records);
+        }
         let opened = RingReader::open(&agent.opts.ring_path, &agent.opts.cursor_path);
         let reader = match opened {
             Ok(r) if Some(r.epoch()) != finished_epoch => r,
@@ -168,11 +246,19 @@ impl Agent {
         // Frames up to here were consumed by this or an earlier run: a jump after it is loss.
         let resumed = skip_upto.max(reader.last_seq());
         let mut last_seq: Option<u64> = (resumed > 0).then_some(resumed);
+        // (seq, ring position after it) of frames read but possibly still held back by the
+        // policy's holdback window: the ring is committed only up to what is on disk.
+        let mut frame_ends: VecDeque<(u64, u64)> = VecDeque::new();
+        // The first ring seq the next batch covers, when the previous one left records held.
+        let mut carry_from: Option<u64> = None;
         let mut records: Vec<Record> = Vec::new();
         let mut unsynced = false;
         let mut last_sync = Instant::now();
         self.stats.ring_epoch = epoch;
         loop {
+            if stop.take_reload() {
+                self.reload_policy(&mut records);
+            }
             let mut read = 0;
             let (mut first, mut last) = (0u64, 0u64);
             while read < MAX_BATCH {
@@ -193,12 +279,13 @@ impl Agent {
                         }
                         last = seq;
                         match decode_record(payload) {
-                            Ok(rec) => self.admit(rec, &mut records),
+                            Ok(rec) => self.admit(rec, seq, &mut records),
                             Err(e) => {
                                 tracing::warn!(seq, error = %e, "ring frame does not decode");
                                 self.lost_in_ring(1);
                             }
                         }
+                        frame_ends.push_back((seq, reader.position()));
                     }
                     ReadOutcome::Corrupt { at, why, resume_at } => {
                         // Counted once, from the sequence numbers it cost (see lost_in_ring).
@@ -209,6 +296,12 @@ impl Agent {
                 }
             }
             let closed = reader.is_closed() && reader.is_drained();
+            if closed || stop.requested() {
+                // Nothing more arrives: the holdback window is released now.
+                self.filter.flush(&mut records);
+            } else if read == 0 {
+                self.filter.flush_idle(&mut records);
+            }
             if closed {
                 // Damage at the very end of a ring has no later frame to reveal it.
                 let published = reader.published_seq();
@@ -218,27 +311,68 @@ impl Agent {
                     last_seq = Some(published);
                 }
             }
+            let held = self.filter.oldest_held_seq();
+            let all_read = last.max(last_seq.unwrap_or(0));
+            let seq_first = carry_from.unwrap_or(first);
+            let seq_last = match held {
+                Some(h) => h.saturating_sub(1).max(seq_first.saturating_sub(1)),
+                None => all_read,
+            };
             if !records.is_empty() || !self.pending_gaps.is_empty() {
                 let meta = BatchMeta {
                     format_version: imprint_schema::FORMAT_VERSION,
                     ring_epoch: epoch,
-                    ring_seq_first: first,
-                    ring_seq_last: last.max(last_seq.unwrap_or(0)),
-                    policy: self.opts.policy.stamp().clone(),
+                    ring_seq_first: seq_first,
+                    ring_seq_last: seq_last,
+                    policy: self.filter.policy().stamp().clone(),
                 };
                 if self.write_batch(&meta, &mut records) {
                     unsynced = true;
                 }
             }
+            carry_from = held;
+            // Where the ring may be committed to: everything read, or up to the last frame
+            // before the oldest record still held back.
+            // Under ring pressure durability yields: held frames are committed rather than
+            // left to fill the ring (an agent crash then loses at most the holdback window).
+            let commit_to = match held {
+                None => Some((reader.position(), None)),
+                Some(h) => {
+                    let at = frame_ends
+                        .iter()
+                        .rev()
+                        .find(|(s, _)| *s < h)
+                        .map(|(s, p)| (*p, Some(*s)));
+                    let held_bytes = reader
+                        .position()
+                        .saturating_sub(at.map_or(reader.committed(), |a| a.0));
+                    if held_bytes > reader.stats().capacity / 4 {
+                        Some((reader.position(), None))
+                    } else {
+                        at
+                    }
+                }
+            };
             let stopping = stop.requested();
             let due = last_sync.elapsed() >= self.opts.fsync_interval;
             if (unsynced && (due || closed || stopping))
-                || (!unsynced && reader.committed() != reader.position())
+                || (!unsynced && commit_to.is_some_and(|(p, _)| reader.committed() != p))
             {
                 match self.spool.sync() {
                     Ok(()) => {
-                        // Only now is everything read so far durable (or deliberately dropped).
-                        reader.commit();
+                        // Only now is everything read so far durable (or deliberately dropped),
+                        // except what the holdback still holds.
+                        match commit_to {
+                            Some((_, None)) => {
+                                reader.commit();
+                                frame_ends.clear();
+                            }
+                            Some((pos, Some(seq))) => {
+                                reader.commit_at(pos, seq);
+                                frame_ends.retain(|(s, _)| *s > seq);
+                            }
+                            None => {}
+                        }
                         unsynced = false;
                         last_sync = Instant::now();
                         self.stats.syncs += 1;
@@ -268,14 +402,19 @@ impl Agent {
                 }
                 return Ok(false);
             }
-            let timeout =
+            let sync_timeout =
                 unsynced.then(|| self.opts.fsync_interval.saturating_sub(last_sync.elapsed()));
+            let timeout = match (sync_timeout, self.filter.idle_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             reader.wait(timeout);
         }
     }
 
-    /// Applies policy to one record and adds it to the batch.
-    fn admit(&mut self, rec: Record, records: &mut Vec<Record>) {
+    /// Applies policy to one record; what may be written goes into the batch (possibly
+    /// later, after the holdback window).
+    fn admit(&mut self, rec: Record, seq: u64, records: &mut Vec<Record>) {
         if let Record::Device(d) = &rec {
             if d.removed {
                 self.devices.remove(&d.index);
@@ -283,11 +422,35 @@ impl Agent {
                 self.devices.insert(d.index, d.clone());
             }
         }
-        if self.opts.policy.admit(&rec) {
-            records.push(rec);
-        } else if matches!(rec, Record::Event(_)) {
-            self.stats.dropped_policy += 1;
+        self.filter.push_record_seq(rec, seq, records);
+        self.stats.dropped_policy = self.filter.stats.dropped_policy;
+    }
+
+    /// SIGHUP: validate the policy again and switch to it; a bad one keeps the old one.
+    fn reload_policy(&mut self, records: &mut Vec<Record>) {
+        let Some((path, must_exist)) = self.opts.policy_source.clone() else {
+            return;
+        };
+        let loaded = crate::config::Config::load(&path, must_exist)
+            .and_then(|cfg| cfg.compile_policy(&path));
+        match loaded {
+            Ok(p) => {
+                let old = self.filter.policy().stamp().hash.clone();
+                tracing::info!(old = %old, new = %p.stamp().hash, rules = p.stamp().rules, "policy reloaded");
+                self.filter.set_policy(p.clone(), records);
+                records.push(Record::Policy(p.stamp().clone()));
+                self.stats.level = p.default_level().as_str().into();
+                self.opts.policy = p;
+                self.reloads.reloads += 1;
+                self.reloads.last_error = None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, hash = %self.filter.policy().stamp().hash, "policy reload refused: the new policy does not validate; the old one stays in force");
+                self.reloads.failures += 1;
+                self.reloads.last_error = Some(e.to_string());
+            }
         }
+        self.write_status();
     }
 
     fn lost_in_ring(&mut self, count: u64) {
@@ -305,9 +468,7 @@ impl Agent {
     /// dropped and counted, and a gap record goes into the next batch that can be written.
     fn write_batch(&mut self, meta: &BatchMeta, records: &mut Vec<Record>) -> bool {
         let mut all: Vec<Record> = Vec::with_capacity(records.len() + self.devices.len() + 2);
-        if !self.spool.has_open_segment()
-            && self.opts.policy.admit(&Record::Policy(meta.policy.clone()))
-        {
+        if !self.spool.has_open_segment() && !self.filter.policy().captures_nothing() {
             // Each segment is self-describing, so retention never orphans events from their
             // devices and the policy that admitted them.
             all.push(Record::Policy(meta.policy.clone()));
@@ -393,6 +554,28 @@ impl Agent {
         if let Err(e) = self.stats.write(&self.opts.status_path) {
             tracing::debug!(error = %e, "cannot write status snapshot");
         }
+        let p = self.filter.policy();
+        let ps = PolicyStatus {
+            stamp: p.stamp().into(),
+            default_level: p.default_level().as_str().into(),
+            unknown_focus_level: p.unknown_focus_level().as_str().into(),
+            current: self.filter.current().cloned(),
+            filter: self.filter.stats.clone(),
+            reload: self.reloads.clone(),
+        };
+        // Readable by every local user: `imprint status` shows what is captured about them.
+        let written = serde_json::to_vec_pretty(&ps)
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                crate::fsutil::write_atomic(
+                    &policy_status_path(&self.opts.status_path),
+                    &json,
+                    0o644,
+                )
+            });
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "cannot write policy status snapshot");
+        }
     }
 }
 
@@ -410,5 +593,40 @@ fn time_span(records: &[Record]) -> (u64, u64) {
         (0, 0)
     } else {
         (lo, hi)
+    }
+}
+
+/// Turns SIGHUP into a policy reload request, on a thread of its own.
+fn listen_for_sighup(stop: StopHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("imprint-sighup".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no SIGHUP handling: policy reload needs a restart");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                match signal(SignalKind::hangup()) {
+                    Ok(mut hup) => {
+                        while hup.recv().await.is_some() {
+                            tracing::info!("SIGHUP: reloading the policy");
+                            stop.reload();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no SIGHUP handling: policy reload needs a restart")
+                    }
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no SIGHUP handling: policy reload needs a restart");
     }
 }

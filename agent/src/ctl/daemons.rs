@@ -5,7 +5,6 @@ use super::{ensure_parent, Locations, Paths};
 use crate::agent::{self, AgentOptions, StopHandle};
 use crate::collector::{Collector, CollectorOptions, Input};
 use crate::config::Config;
-use crate::policy::Policy;
 use crate::source::{ebpf::EbpfOptions, evdev::INPUT_DIR, libinput_yaml, replay::Speed};
 use crate::spool::SpoolOptions;
 use std::path::Path;
@@ -30,7 +29,8 @@ pub fn run(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Resu
     let rt = runtime()?;
     let collector = Collector::create(&collector_options(&cfg, &paths)?)?;
     let stop = StopHandle::default();
-    let opts = agent_options(&cfg, &paths, true)?;
+    let mut opts = agent_options(&cfg, &paths, true)?;
+    opts.policy_source = Some(loc.config_source());
     let agent_stop = stop.clone();
     let agent = std::thread::Builder::new()
         .name("imprint-agent".into())
@@ -65,8 +65,11 @@ pub fn run(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Resu
         "dropped: ring_full={} policy={} disk={} ring_corrupt={}",
         summary.frames_dropped, stats.dropped_policy, stats.dropped_disk, stats.ring_corrupt_frames
     );
-    if stats.level == "off" {
-        println!("capture.default_level is \"off\": nothing is captured or written (set it to \"full\" in the config)");
+    if stats.level == "off" && stats.events_written == 0 {
+        println!(
+            "the policy admitted nothing: nothing is captured or written \
+             (add [[rule]] entries, or set capture.default_level, in the config)"
+        );
     }
     Ok(0)
 }
@@ -86,7 +89,8 @@ pub fn collector(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow
 pub fn agent(loc: &Locations, exit_when_closed: bool) -> anyhow::Result<i32> {
     let cfg = loc.load()?;
     let paths = loc.paths(&cfg);
-    let opts = agent_options(&cfg, &paths, exit_when_closed)?;
+    let mut opts = agent_options(&cfg, &paths, exit_when_closed)?;
+    opts.policy_source = Some(loc.config_source());
     let stop = StopHandle::default();
     let signal_stop = stop.clone();
     let rt = runtime()?;
@@ -102,7 +106,10 @@ pub fn agent(loc: &Locations, exit_when_closed: bool) -> anyhow::Result<i32> {
 }
 
 fn input_for(cfg: &Config, replay: Option<&Path>, speed: Speed) -> anyhow::Result<Input> {
-    if Policy::new(cfg.capture.default_level).captures_nothing() {
+    if cfg
+        .compile_policy(Path::new(crate::config::DEFAULT_PATH))?
+        .captures_nothing()
+    {
         return Ok(Input::Off);
     }
     Ok(match replay {
@@ -144,7 +151,8 @@ fn agent_options(
             ..SpoolOptions::new(paths.spool.clone())
         },
         fsync_interval: cfg.spool.fsync_interval(),
-        policy: Policy::new(cfg.capture.default_level),
+        policy: cfg.compile_policy(Path::new(crate::config::DEFAULT_PATH))?,
+        policy_source: None,
         exit_when_closed,
     })
 }

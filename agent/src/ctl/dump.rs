@@ -200,9 +200,36 @@ impl Printer {
                 }
                 self.policy = Some(p.hash.clone());
                 Some(
-                    json!({"kind": "policy", "version": p.version, "hash": p.hash, "default_level": p.default_level}),
+                    json!({"kind": "policy", "version": p.version, "hash": p.hash, "default_level": p.default_level, "rules": p.rules}),
                 )
             }
+            Record::Redaction(r) => Some(json!({
+                "kind": "redaction",
+                "rule": r.rule,
+                "count": r.count,
+                "placeholder": r.placeholder,
+                "from_ns": r.from_ns,
+                "to_ns": r.to_ns,
+                "focus": r.focus,
+                "device": r.device,
+                "key_times_ns": r.key_times_ns,
+            })),
+            Record::Counts(c) => Some(json!({
+                "kind": "counts",
+                "from_ns": c.from_ns,
+                "to_ns": c.to_ns,
+                "focus": c.focus,
+                "keys": c.keys,
+                "clicks": c.clicks,
+                "motion": c.motion,
+                "scroll": c.scroll,
+            })),
+            Record::Paste(p) => Some(json!({
+                "kind": "paste",
+                "mono_ns": p.mono_ns,
+                "focus": p.focus,
+                "device": p.device,
+            })),
             Record::Other => None,
         }
     }

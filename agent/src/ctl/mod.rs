@@ -3,6 +3,7 @@
 
 mod daemons;
 mod dump;
+mod policy;
 mod status;
 mod verify;
 mod walk;
@@ -68,6 +69,9 @@ enum Command {
     Pause,
     /// Resume capture after `imprint pause`.
     Resume,
+    /// Check a policy, or explain what it decides for an application.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Show what is being captured right now, ring fill, spool size and drop counters.
     Status {
         /// Machine-readable JSON.
@@ -90,11 +94,16 @@ pub struct Paths {
 
 impl Locations {
     fn load(&self) -> anyhow::Result<Config> {
-        let (path, must_exist) = match &self.config {
+        let (path, must_exist) = self.config_source();
+        Ok(Config::load(&path, must_exist)?)
+    }
+
+    /// The configuration file, and whether it must exist.
+    fn config_source(&self) -> (PathBuf, bool) {
+        match &self.config {
             Some(p) => (p.clone(), true),
             None => (PathBuf::from(config::DEFAULT_PATH), false),
-        };
-        Ok(Config::load(&path, must_exist)?)
+        }
     }
 
     fn paths(&self, cfg: &Config) -> Paths {
@@ -127,6 +136,7 @@ pub fn main() -> i32 {
         Command::Dump => dump::run(&loc),
         Command::Verify => verify::run(&loc),
         Command::Status { json, prometheus } => status::run(&loc, json, prometheus),
+        Command::Policy(cmd) => policy::run(&loc, cmd),
         Command::Pause => status::pause(&loc, true),
         Command::Resume => status::pause(&loc, false),
     };

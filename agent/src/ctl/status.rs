@@ -2,6 +2,7 @@
 //! spool's size and every drop counter.
 
 use super::Locations;
+use crate::agent::{policy_status_path, PolicyStatus};
 use crate::metrics::{prometheus, AgentStats};
 use crate::ring::reader::peek_stats;
 use crate::ring::RingStats;
@@ -16,8 +17,12 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
     let agent_ok = agent.as_ref().ok();
     let alive = ring_ok.is_some_and(|r| !r.closed && pid_alive(r.collector_pid));
     let ebpf = ring_ok.and_then(|_| peek_ebpf(&paths.ring).ok());
+    let pstatus = read_policy_status(&policy_status_path(&paths.status));
     if prom {
         print!("{}", prometheus(ring_ok, agent_ok));
+        if let Some(p) = &pstatus {
+            print!("{}", policy_prometheus(p));
+        }
         if let Some(e) = &ebpf {
             print!("{}", ebpf_prometheus(e));
         }
@@ -31,6 +36,7 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
             "ebpf": ebpf,
             "agent": agent_ok,
             "policy_level": cfg.capture.default_level.as_str(),
+            "policy": pstatus,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
@@ -51,10 +57,16 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
         }
         Err(e) => println!("capture:   off (no collector ring: {e})"),
     }
-    println!(
-        "policy:    default level {} (from configuration)",
-        cfg.capture.default_level.as_str()
-    );
+    match (&pstatus, cfg.compile_policy(&loc.config_source().0)) {
+        (Some(p), _) => print_policy(p),
+        (None, Ok(p)) => println!(
+            "policy:    {} rules; default {}, unknown focus {} (from configuration; the agent has not reported yet)",
+            p.stamp().rules,
+            p.default_level().as_str(),
+            p.unknown_focus_level().as_str()
+        ),
+        (None, Err(e)) => println!("policy:    invalid configuration: {e}"),
+    }
     match &agent {
         Ok(a) => {
             println!(
@@ -193,4 +205,115 @@ pub fn pause(loc: &Locations, on: bool) -> anyhow::Result<i32> {
         println!("capture resumed");
     }
     Ok(0)
+}
+
+fn read_policy_status(path: &std::path::Path) -> Option<PolicyStatus> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// What is captured, shown to whoever runs `imprint status`: the policy in force and, when the
+/// focused application belongs to the caller, its level and the rule that decided it.
+fn print_policy(p: &PolicyStatus) {
+    println!(
+        "policy:    version {}, hash {}, {} rules; default {}, unknown focus {}",
+        p.stamp.version, p.stamp.hash, p.stamp.rules, p.default_level, p.unknown_focus_level
+    );
+    let me = nix::unistd::getuid().as_raw();
+    match &p.current {
+        Some(c) if c.uid == Some(me) || me == 0 => {
+            let app = if c.app_id.is_empty() {
+                c.exe.clone()
+            } else {
+                format!("{} ({})", c.exe, c.app_id)
+            };
+            let secure = c
+                .secure
+                .as_deref()
+                .map(|s| format!("; secure input: {s}, capped at timing"))
+                .unwrap_or_default();
+            println!(
+                "you:       focused {app}: captured at level {} (rule {}){secure}",
+                c.level, c.rule
+            );
+        }
+        Some(c) if c.uid.is_none() => println!(
+            "you:       focus unknown: captured at level {} ({})",
+            c.level, c.rule
+        ),
+        _ => println!("you:       no application of yours has focus on this seat"),
+    }
+    let f = &p.filter;
+    let redacted: Vec<String> = f.redacted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "redaction: {} keys masked (timing), {} keys capped by echo-off terminals, {} pastes, redacted: {}",
+        f.masked_keys,
+        f.echo_off_keys,
+        f.pastes,
+        if redacted.is_empty() {
+            "none".to_owned()
+        } else {
+            redacted.join(" ")
+        }
+    );
+    if p.reload.reloads > 0 || p.reload.failures > 0 {
+        println!(
+            "reloads:   {} ok, {} refused{}",
+            p.reload.reloads,
+            p.reload.failures,
+            p.reload
+                .last_error
+                .as_deref()
+                .map(|e| format!(" (last: {e})"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// Policy metrics in Prometheus text format.
+fn policy_prometheus(p: &PolicyStatus) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP imprint_events_redacted_total Key presses replaced by redaction records, by rule.\n# TYPE imprint_events_redacted_total counter\n");
+    for (rule, n) in &p.filter.redacted {
+        let rule = rule.replace(['\\', '"', '\n'], "_");
+        out.push_str(&format!(
+            "imprint_events_redacted_total{{rule=\"{rule}\"}} {n}\n"
+        ));
+    }
+    let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
+    };
+    one(
+        "imprint_keys_masked_total",
+        "counter",
+        "Printable key events masked at level timing.",
+        p.filter.masked_keys,
+    );
+    one(
+        "imprint_pastes_total",
+        "counter",
+        "Paste shortcuts recorded as paste markers.",
+        p.filter.pastes,
+    );
+    one(
+        "imprint_redaction_late_total",
+        "counter",
+        "Matches found after part of them had left the holdback window.",
+        p.filter.late_matches,
+    );
+    one(
+        "imprint_policy_reloads_total",
+        "counter",
+        "Policy reloads applied.",
+        p.reload.reloads,
+    );
+    one(
+        "imprint_policy_reload_failures_total",
+        "counter",
+        "Policy reloads refused because the new policy did not validate.",
+        p.reload.failures,
+    );
+    out
 }

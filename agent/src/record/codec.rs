@@ -2,7 +2,10 @@
 //! a file another process or a disk could have corrupted, so reads use tight limits and
 //! every error is returned, never unwrapped.
 
-use super::{DeviceInfo, FocusInfo, Gap, InputEvent, PolicyStamp, Record, Source, Stage};
+use super::{
+    Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, PolicyStamp, Record, Redaction, Source,
+    Stage,
+};
 use capnp::message::{Builder, HeapAllocator, ReaderOptions};
 use capnp::serialize;
 use imprint_schema as schema;
@@ -101,6 +104,7 @@ fn fill_policy(mut b: schema::policy_stamp::Builder, p: &PolicyStamp) {
     b.set_version(p.version);
     b.set_hash(p.hash.as_str());
     b.set_default_level(p.default_level.as_str());
+    b.set_rules(p.rules);
 }
 
 fn read_policy(p: schema::policy_stamp::Reader) -> Result<PolicyStamp, DecodeError> {
@@ -108,6 +112,7 @@ fn read_policy(p: schema::policy_stamp::Reader) -> Result<PolicyStamp, DecodeErr
         version: p.get_version(),
         hash: p.get_hash()?.to_str()?.to_owned(),
         default_level: p.get_default_level()?.to_str()?.to_owned(),
+        rules: p.get_rules(),
     })
 }
 
@@ -168,6 +173,37 @@ fn fill_record(b: schema::record::Builder, rec: &Record) {
             b.set_cmdline(f.cmdline.as_str());
         }
         Record::Policy(p) => fill_policy(b.init_policy(), p),
+        Record::Redaction(r) => {
+            let mut b = b.init_redaction();
+            b.set_from_ns(r.from_ns);
+            b.set_to_ns(r.to_ns);
+            b.set_rule(r.rule.as_str());
+            b.set_count(r.count);
+            b.set_placeholder(r.placeholder.as_str());
+            b.set_focus(r.focus);
+            b.set_device(r.device);
+            let n = u32::try_from(r.key_times_ns.len()).unwrap_or(u32::MAX);
+            let mut list = b.init_key_times_ns(n);
+            for (i, t) in r.key_times_ns.iter().take(n as usize).enumerate() {
+                list.set(i as u32, *t);
+            }
+        }
+        Record::Counts(c) => {
+            let mut b = b.init_counts();
+            b.set_from_ns(c.from_ns);
+            b.set_to_ns(c.to_ns);
+            b.set_focus(c.focus);
+            b.set_keys(c.keys);
+            b.set_clicks(c.clicks);
+            b.set_motion(c.motion);
+            b.set_scroll(c.scroll);
+        }
+        Record::Paste(p) => {
+            let mut b = b.init_paste();
+            b.set_mono_ns(p.mono_ns);
+            b.set_focus(p.focus);
+            b.set_device(p.device);
+        }
         // Nothing to write for a record this build cannot interpret.
         Record::Other => {}
     }
@@ -243,7 +279,40 @@ fn read_record(r: schema::record::Reader) -> Result<Record, DecodeError> {
                 cmdline: text(f.get_cmdline())?,
             }))
         }
-        Ok(Which::Redaction(_)) | Err(_) => Record::Other,
+        Ok(Which::Redaction(r)) => {
+            let r = r?;
+            Record::Redaction(Box::new(Redaction {
+                from_ns: r.get_from_ns(),
+                to_ns: r.get_to_ns(),
+                rule: r.get_rule()?.to_str()?.to_owned(),
+                count: r.get_count(),
+                placeholder: r.get_placeholder()?.to_str()?.to_owned(),
+                focus: r.get_focus(),
+                device: r.get_device(),
+                key_times_ns: r.get_key_times_ns()?.iter().collect(),
+            }))
+        }
+        Ok(Which::Counts(c)) => {
+            let c = c?;
+            Record::Counts(Counts {
+                from_ns: c.get_from_ns(),
+                to_ns: c.get_to_ns(),
+                focus: c.get_focus(),
+                keys: c.get_keys(),
+                clicks: c.get_clicks(),
+                motion: c.get_motion(),
+                scroll: c.get_scroll(),
+            })
+        }
+        Ok(Which::Paste(p)) => {
+            let p = p?;
+            Record::Paste(Paste {
+                mono_ns: p.get_mono_ns(),
+                focus: p.get_focus(),
+                device: p.get_device(),
+            })
+        }
+        Err(_) => Record::Other,
     })
 }
 
@@ -339,6 +408,36 @@ mod tests {
                 terminal_pid: 70,
                 ..Default::default()
             })),
+            Record::Redaction(Box::new(Redaction {
+                from_ns: 10,
+                to_ns: 20,
+                rule: "aws_access_key".into(),
+                count: 2,
+                placeholder: "[aws_access_key]".into(),
+                focus: 4,
+                device: 2,
+                key_times_ns: vec![10, 20],
+            })),
+            Record::Counts(Counts {
+                from_ns: 1,
+                to_ns: 2,
+                focus: 4,
+                keys: 3,
+                clicks: 4,
+                motion: 5,
+                scroll: 6,
+            }),
+            Record::Paste(Paste {
+                mono_ns: 9,
+                focus: 4,
+                device: 2,
+            }),
+            Record::Policy(PolicyStamp {
+                version: 3,
+                hash: "abc".into(),
+                default_level: "off".into(),
+                rules: 2,
+            }),
         ];
         for r in &recs {
             let mut buf = Vec::new();

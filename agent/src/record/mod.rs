@@ -145,6 +145,44 @@ pub struct PolicyStamp {
     pub version: u64,
     pub hash: String,
     pub default_level: String,
+    /// Number of rules in the effective policy.
+    pub rules: u32,
+}
+
+/// Key events replaced by policy: their timing is kept, their identity is not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redaction {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    /// The detector (or secure-input rule) that matched.
+    pub rule: String,
+    /// Key presses replaced.
+    pub count: u32,
+    pub placeholder: String,
+    pub focus: u64,
+    pub device: u32,
+    /// Press time of every replaced key.
+    pub key_times_ns: Vec<u64>,
+}
+
+/// Per-interval activity counts (level `counts`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub focus: u64,
+    pub keys: u32,
+    pub clicks: u32,
+    pub motion: u32,
+    pub scroll: u32,
+}
+
+/// A paste shortcut, without content.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Paste {
+    pub mono_ns: u64,
+    pub focus: u64,
+    pub device: u32,
 }
 
 /// Any record that travels through the ring and lands in the spool.
@@ -155,6 +193,9 @@ pub enum Record {
     Gap(Gap),
     Focus(Box<FocusInfo>),
     Policy(PolicyStamp),
+    Redaction(Box<Redaction>),
+    Counts(Counts),
+    Paste(Paste),
     /// A record kind this build does not interpret (written by a newer producer).
     Other,
 }
@@ -167,6 +208,9 @@ impl Record {
             Record::Device(d) => d.mono_ns,
             Record::Gap(g) => g.from_ns,
             Record::Focus(f) => f.mono_ns,
+            Record::Redaction(r) => r.from_ns,
+            Record::Counts(c) => c.from_ns,
+            Record::Paste(p) => p.mono_ns,
             Record::Policy(_) | Record::Other => 0,
         }
     }

@@ -239,6 +239,14 @@ impl RingReader {
         self.cursor().read_pos.store(self.pos, Ordering::Release);
     }
 
+    /// Commits only up to `pos` (the end of frame `seq`, read earlier): frames after it that
+    /// the agent still holds back (policy holdback) are read again after a restart.
+    pub fn commit_at(&mut self, pos: u64, seq: u64) {
+        let pos = pos.min(self.pos);
+        self.cursor().read_seq.store(seq, Ordering::Release);
+        self.cursor().read_pos.store(pos, Ordering::Release);
+    }
+
     /// Sequence number of the last frame read, including by an earlier run up to the
     /// committed position (0: none).
     pub fn last_seq(&self) -> u64 {
