@@ -911,7 +911,9 @@ async fn run(
     pause_file: PathBuf,
     tx: SourceTx,
 ) -> std::io::Result<()> {
-    let ring = progs.events.take().expect("the ring buffer is taken once");
+    let Some(ring) = progs.events.take() else {
+        return Err(std::io::Error::other("the BPF ring buffer was already taken"));
+    };
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, until dropped.
     let fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
     let mut pause_fd = match watch_pause(&pause_file) {
