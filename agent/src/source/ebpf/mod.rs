@@ -912,7 +912,9 @@ async fn run(
     tx: SourceTx,
 ) -> std::io::Result<()> {
     let Some(ring) = progs.events.take() else {
-        return Err(std::io::Error::other("the BPF ring buffer was already taken"));
+        return Err(std::io::Error::other(
+            "the BPF ring buffer was already taken",
+        ));
     };
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, until dropped.
     let fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
