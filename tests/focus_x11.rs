@@ -23,13 +23,27 @@ impl Drop for Kill {
     }
 }
 
+/// A display number no other test in this process (or other X server on the machine) uses:
+/// tests run in parallel, so numbers are handed out once, from a shared counter.
+/// The tests here run one at a time: in parallel under load, one test's X clients were seen
+/// not to appear within the deadline, and serial runs take only a few seconds more.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn free_display() -> u32 {
-    (100..200)
-        .find(|n| {
-            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        })
-        .expect("a free display number")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(100);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(n < 400, "no free X display number");
+        if !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        {
+            return n;
+        }
+    }
 }
 
 fn xvfb(n: u32) -> Kill {
@@ -120,6 +134,7 @@ fn child_of(pid: u32) -> Option<u32> {
 
 #[test]
 fn x11_focus_names_the_real_processes() {
+    let _serial = one_at_a_time();
     let n = free_display();
     let display = format!(":{n}");
     let server = xvfb(n);
@@ -189,7 +204,8 @@ fn x11_focus_names_the_real_processes() {
 
 #[test]
 fn titles_are_off_by_default() {
-    let n = free_display() + 1;
+    let _serial = one_at_a_time();
+    let n = free_display();
     let display = format!(":{n}");
     let _server = xvfb(n);
     let msg = client(&display, &["xmessage", "-name", "private-title", "x"]);
@@ -210,8 +226,9 @@ fn titles_are_off_by_default() {
 /// travels through the ring and the agent into the spool, where `dump` shows it.
 #[test]
 fn focus_records_reach_the_spool_through_the_pipeline() {
+    let _serial = one_at_a_time();
     use nix::sys::signal::{kill, Signal};
-    let n = free_display() + 2;
+    let n = free_display();
     let display = format!(":{n}");
     let _server = xvfb(n);
     let msg = client(&display, &["xmessage", "-name", "e2e-private", "hi"]);
