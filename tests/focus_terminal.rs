@@ -31,6 +31,19 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Every process below `pid`: `script` runs its command through `$SHELL -c`, and whether
+/// that shell execs or forks the interactive bash depends on which shell it is.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = children(pid);
+    let mut i = 0;
+    while i < out.len() {
+        let more = children(out[i]);
+        out.extend(more);
+        i += 1;
+    }
+    out
+}
+
 fn type_keys(stdin: &mut ChildStdin, s: &[u8]) {
     stdin.write_all(s).expect("type");
     stdin.flush().expect("flush");
@@ -50,6 +63,7 @@ fn terminal_input_is_attributed_to_the_foreground_program() {
             .args(["-q", "-c", "bash --norc --noprofile -i", "/dev/null"])
             .env("TERM", "dumb")
             .env("PS1", "$ ")
+            .env("SHELL", "/bin/sh")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -59,7 +73,7 @@ fn terminal_input_is_attributed_to_the_foreground_program() {
     let term_pid = term.0.id();
     let mut keys = term.0.stdin.take().expect("stdin");
     let shell = wait_until("the shell", T, || {
-        children(term_pid)
+        descendants(term_pid)
             .into_iter()
             .find(|&c| read_stat(c).is_ok_and(|s| s.comm == "bash" && s.tpgid == c))
     });
