@@ -50,6 +50,7 @@ enum Stage {
   ringCorrupt @6;      # a ring frame failed validation
   spoolCorrupt @7;     # a spool frame failed validation when read back
   spoolTorn @8;        # a torn tail was truncated during recovery
+  paused @9;           # the person recording paused capture (imprint status --pause)
 }
 
 # A counted loss: never silence.

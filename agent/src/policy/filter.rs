@@ -18,7 +18,9 @@
 use super::keys::{self, Modifiers, EV_KEY, EV_MSC, EV_REL, EV_SYN, KEY_A, MSC_SCAN};
 use super::rules::DeviceClass;
 use super::{Decision, Level, Policy};
-use crate::record::{Counts, DeviceInfo, FocusInfo, InputEvent, Paste, Record, Redaction};
+use crate::record::{
+    Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, Record, Redaction, Stage, NO_DEVICE,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -45,6 +47,14 @@ pub struct FilterStats {
     /// Matches found after part of the match had already been released (holdback too short).
     pub late_matches: u64,
     pub pastes: u64,
+    /// Input events not written because their user had paused capture.
+    pub paused: u64,
+}
+
+/// A user's pause: until when, and the gap it has made so far.
+struct Pause {
+    until: Instant,
+    gap: Option<Gap>,
 }
 
 /// The focused context and what policy decided about it (for `imprint status`).
@@ -127,6 +137,8 @@ pub struct Filter {
     /// Id of the first char in each text (chars are addressed by a running id).
     text_base: HashMap<u64, u64>,
     current: Option<CurrentFocus>,
+    /// Users who paused capture of their own sessions (by uid).
+    pauses: HashMap<u32, Pause>,
     pub stats: FilterStats,
 }
 
@@ -156,6 +168,7 @@ impl Filter {
             open: None,
             text_base: HashMap::new(),
             current: None,
+            pauses: HashMap::new(),
             stats: FilterStats::default(),
         }
     }
@@ -177,6 +190,67 @@ impl Filter {
         if let Some(seq) = cur {
             let f = self.foci.get(&seq).cloned();
             self.set_current(f.as_deref());
+        }
+    }
+
+    /// Pauses capture of `uid`'s sessions until `until` (wall time). The events not written
+    /// become one `paused` gap, so the dataset shows the pause rather than silence.
+    pub fn pause(&mut self, uid: u32, until: Instant) {
+        self.pauses
+            .entry(uid)
+            .and_modify(|p| p.until = until)
+            .or_insert(Pause { until, gap: None });
+    }
+
+    /// Ends `uid`'s pause now.
+    pub fn resume(&mut self, uid: u32, out: &mut Vec<Record>) {
+        if let Some(p) = self.pauses.remove(&uid) {
+            self.push_pause_gap(p.gap);
+            self.release(out);
+        }
+    }
+
+    /// When `uid`'s pause ends, if it has one.
+    pub fn paused_until(&self, uid: u32) -> Option<Instant> {
+        self.pauses
+            .get(&uid)
+            .map(|p| p.until)
+            .filter(|u| *u > Instant::now())
+    }
+
+    /// True when an event of `focus` is not written because its user paused; counts it.
+    fn paused(&mut self, focus: u64, e: &InputEvent) -> bool {
+        if self.pauses.is_empty() {
+            return false;
+        }
+        let Some(uid) = self.foci.get(&focus).filter(|f| !f.unknown).map(|f| f.uid) else {
+            return false;
+        };
+        let Some(p) = self.pauses.get_mut(&uid) else {
+            return false;
+        };
+        if Instant::now() >= p.until {
+            let gap = p.gap.take();
+            self.pauses.remove(&uid);
+            self.push_pause_gap(gap);
+            return false;
+        }
+        let g = p.gap.get_or_insert(Gap {
+            from_ns: e.mono_ns,
+            to_ns: e.mono_ns,
+            stage: Stage::Paused,
+            count: 0,
+            device: NO_DEVICE,
+        });
+        g.to_ns = g.to_ns.max(e.mono_ns);
+        g.count += 1;
+        self.stats.paused += 1;
+        true
+    }
+
+    fn push_pause_gap(&mut self, gap: Option<Gap>) {
+        if let Some(g) = gap {
+            self.push(Record::Gap(g), None, g.to_ns, false);
         }
     }
 
@@ -225,6 +299,10 @@ impl Filter {
 
     /// Releases every held record (stop, ring closed, policy reload).
     pub fn flush(&mut self, out: &mut Vec<Record>) {
+        let gaps: Vec<Option<Gap>> = self.pauses.values_mut().map(|p| p.gap.take()).collect();
+        for g in gaps {
+            self.push_pause_gap(g);
+        }
         let counts = std::mem::take(&mut self.counts);
         let seqs = std::mem::take(&mut self.counts_seq);
         for (focus, c) in counts {
@@ -375,6 +453,9 @@ impl Filter {
                     level = Level::Timing;
                 }
             }
+        }
+        if level > Level::Off && self.paused(e.focus, &e) {
+            return;
         }
         match level {
             Level::Off => self.stats.dropped_policy += 1,
@@ -979,6 +1060,36 @@ mod tests {
     fn assignment_value_is_redacted() {
         let (_, left) = redacted("password=hunter2 ");
         assert_eq!(left, "password= ");
+    }
+
+    #[test]
+    fn a_pause_writes_a_gap_instead_of_events() {
+        let mut f = Filter::new(policy(Level::Timing));
+        let mut out = Vec::new();
+        f.push_record(focus(1, "/usr/bin/app"), &mut out);
+        f.pause(1000, Instant::now() + Duration::from_secs(60));
+        assert!(f.paused_until(1000).is_some() && f.paused_until(1001).is_none());
+        for r in typing(&codes("ab"), 1) {
+            f.push_record(r, &mut out);
+        }
+        f.resume(1000, &mut out);
+        for r in typing(&codes("c"), 1) {
+            f.push_record(r, &mut out);
+        }
+        f.flush(&mut out);
+        let gaps: Vec<&Gap> = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Gap(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        // "ab": 2 keys × (scan + press, scan + release); SYN reports are not counted.
+        assert_eq!(gaps.len(), 1, "{out:?}");
+        assert_eq!((gaps[0].stage, gaps[0].count), (Stage::Paused, 8));
+        assert_eq!(f.stats.paused, 8);
+        // Only "c" (press and release) was written, after the resume.
+        assert_eq!(key_events(&out).len(), 2);
     }
 
     #[test]

@@ -345,6 +345,7 @@ fn stage_to_schema(s: Stage) -> schema::Stage {
         Stage::RingCorrupt => schema::Stage::RingCorrupt,
         Stage::SpoolCorrupt => schema::Stage::SpoolCorrupt,
         Stage::SpoolTorn => schema::Stage::SpoolTorn,
+        Stage::Paused => schema::Stage::Paused,
     }
 }
 
@@ -359,6 +360,7 @@ fn stage_from_schema(s: schema::Stage) -> Stage {
         schema::Stage::RingCorrupt => Stage::RingCorrupt,
         schema::Stage::SpoolCorrupt => Stage::SpoolCorrupt,
         schema::Stage::SpoolTorn => Stage::SpoolTorn,
+        schema::Stage::Paused => Stage::Paused,
     }
 }
 

@@ -75,6 +75,7 @@ pub enum Stage {
     RingCorrupt,
     SpoolCorrupt,
     SpoolTorn,
+    Paused,
 }
 
 impl Stage {
@@ -90,6 +91,7 @@ impl Stage {
             Stage::RingCorrupt => "ring_corrupt",
             Stage::SpoolCorrupt => "spool_corrupt",
             Stage::SpoolTorn => "spool_torn",
+            Stage::Paused => "paused",
         }
     }
 }
