@@ -65,6 +65,90 @@ fn typing_recording(path: &Path, text: &str) {
     std::fs::write(path, s).expect("write recording");
 }
 
+/// One key press: the modifiers held around it and its evdev code.
+type Stroke = (&'static [u16], u16);
+
+const ALTGR: u16 = 100;
+
+/// A libinput recording of one keyboard typing `strokes` (with scan codes), 20 ms per event.
+fn strokes_recording(path: &Path, strokes: &[Stroke]) {
+    let mut s = String::from(
+        "version: 1\nndevices: 1\nlibinput:\n  version: \"1.22.1\"\n  git: \"unknown\"\ndevices:\n- node: /dev/input/event9\n  evdev:\n    name: \"synthetic-keyboard\"\n    id: [3, 4617, 9, 1]\n  events:\n",
+    );
+    let mut t = 0u64;
+    let mut frame = |s: &mut String, evs: &[(u16, u16, i32)]| {
+        t += 20_000;
+        let (sec, usec) = (t / 1_000_000, t % 1_000_000);
+        s.push_str("  - evdev:\n");
+        for (ty, code, value) in evs {
+            s.push_str(&format!("    - [{sec}, {usec}, {ty}, {code}, {value}]\n"));
+        }
+        s.push_str(&format!("    - [{sec}, {usec}, 0, 0, 0]\n"));
+    };
+    for (mods, code) in strokes {
+        for m in *mods {
+            frame(&mut s, &[(1, *m, 1)]);
+        }
+        let scan = 0x70000 + i32::from(*code);
+        frame(&mut s, &[(4, 4, scan), (1, *code, 1)]);
+        frame(&mut s, &[(4, 4, scan), (1, *code, 0)]);
+        for m in mods.iter().rev() {
+            frame(&mut s, &[(1, *m, 0)]);
+        }
+    }
+    std::fs::write(path, s).expect("write recording");
+}
+
+/// The strokes typing `text` on layout `layout` ("de" or "fr"; letters, digits, ' ', '.',
+/// '@'), as a person with that keyboard would type it.
+fn strokes(layout: &str, text: &str) -> Vec<Stroke> {
+    const NONE: &[u16] = &[];
+    const SHIFTED: &[u16] = &[SHIFT];
+    const ALT_GR: &[u16] = &[ALTGR];
+    text.chars()
+        .map(|c| {
+            let us = || key_for(c);
+            let (mods, code) = match (layout, c) {
+                ("de", '@') => (ALT_GR, 16),
+                ("de", 'z') => (NONE, 21),
+                ("de", 'y') => (NONE, 44),
+                ("fr", '@') => (ALT_GR, 11),
+                ("fr", 'a') => (NONE, 16),
+                ("fr", 'q') => (NONE, 30),
+                ("fr", 'z') => (NONE, 17),
+                ("fr", 'w') => (NONE, 44),
+                ("fr", 'm') => (NONE, 39),
+                ("fr", '.') => (SHIFTED, 51),
+                ("fr", '0'..='9') => (SHIFTED, us().0),
+                _ => {
+                    let (code, shift) = us();
+                    (if shift { SHIFTED } else { NONE }, code)
+                }
+            };
+            (mods, code)
+        })
+        .collect()
+}
+
+fn replay_strokes(env: &Env, strokes: &[Stroke]) -> Vec<Value> {
+    let rec = env.dir.path().join("strokes.yml");
+    strokes_recording(&rec, strokes);
+    let out = env.run(&[
+        "run",
+        "--replay",
+        rec.to_str().expect("utf-8"),
+        "--speed",
+        "max",
+    ]);
+    assert!(
+        out.status.success(),
+        "run failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    env.dump()
+}
+
 /// An environment with exactly `config` (plus private paths).
 fn env_with(config: &str) -> Env {
     let env = Env::new("off", "");
@@ -442,4 +526,98 @@ fn sighup_reload_refuses_a_bad_policy_and_applies_a_good_one() {
     assert_eq!(v["stamp"]["rules"], 2);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// With `keymap.layout` set, text is rebuilt with that layout: an email typed on a German or
+/// French keyboard (AltGr for `@`, the layout's own letter keys) is redacted, while the same
+/// key codes read as US keys spell no email. libxkbcommon0, xkb-data and libx11-data are test
+/// dependencies (tests/setup.sh): without them this fails.
+#[test]
+fn text_is_rebuilt_with_the_configured_layout() {
+    for (layout, email) in [
+        ("de", "max.zeller@example.de"),
+        ("fr", "amelie.quiz@example.fr"),
+    ] {
+        let mut typed = strokes(layout, "hi ");
+        let secret = strokes(layout, email);
+        typed.extend(secret.iter().copied());
+        typed.extend(strokes(layout, " ok"));
+        let at_key = secret
+            .iter()
+            .find(|(m, _)| m.contains(&ALTGR))
+            .map(|(_, c)| code_name(*c))
+            .expect("@ is typed with AltGr");
+        for keymap in [layout, "us"] {
+            let env = env_with(&format!(
+                "[policy]\nkeymap = {{ layout = \"{keymap}\" }}\n\n{APP_FULL}"
+            ));
+            let dump = replay_strokes(&env, &typed);
+            let emails: Vec<&Value> = kinds(&dump, "redaction")
+                .into_iter()
+                .filter(|r| r["rule"] == "email")
+                .collect();
+            let presses: Vec<String> = events(&dump)
+                .iter()
+                .filter(|e| e["type"] == "EV_KEY" && e["value"] == 1)
+                .filter_map(|e| e["code"].as_str().map(str::to_owned))
+                .collect();
+            let st = env.run(&["status", "--json"]);
+            let st: Value = serde_json::from_slice(&st.stdout).expect("status json");
+            let f = &st["policy"]["filter"];
+            assert_eq!(f["keymap"], keymap, "{layout}: {f}");
+            assert_eq!(f["keymap_fallback"], false, "{layout}: {f}");
+            if keymap == layout {
+                assert_eq!(emails.len(), 1, "{layout}: {dump:?}");
+                // Every key press that typed the email, and no other.
+                assert_eq!(emails[0]["count"].as_u64(), Some(email.len() as u64));
+                assert!(!presses.contains(&at_key), "{layout}: {presses:?}");
+                assert!(
+                    presses.contains(&code_name(ALTGR)),
+                    "AltGr itself is kept: {presses:?}"
+                );
+                let kept = presses
+                    .iter()
+                    .filter(|c| !["KEY_RIGHTALT", "KEY_LEFTSHIFT"].contains(&c.as_str()))
+                    .count();
+                assert_eq!(kept, "hi  ok".len(), "{layout}: {presses:?}");
+            } else {
+                assert!(emails.is_empty(), "{layout} keys read as us: {emails:?}");
+                assert!(presses.contains(&at_key), "{layout}: {presses:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn policy_check_rejects_an_unknown_keymap() {
+    let env = env_with(&format!(
+        "[policy]\nkeymap = {{ layout = \"de\", variant = \"nodeadkeys\" }}\ncompose_locale = \"de_DE.UTF-8\"\n\n{APP_FULL}"
+    ));
+    let out = env.run(&["policy", "check"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("warning"), "{text}");
+
+    std::fs::write(
+        &env.config,
+        format!("{APP_FULL}\n[policy]\nkeymap = {{ layout = \"qq\" }}\n"),
+    )
+    .expect("write");
+    let out = env.run(&["policy", "check"]);
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(
+        msg.contains("line 11, key `policy.keymap`") && msg.contains("`qq`"),
+        "{msg}"
+    );
+
+    std::fs::write(
+        &env.config,
+        format!("[policy]\ncompose_locale = \"xx_NOWHERE.UTF-8\"\nkeymap = {{ layout = \"us\" }}\n\n{APP_FULL}"),
+    )
+    .expect("write");
+    let out = env.run(&["policy", "check"]);
+    let msg = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("key `policy.compose_locale`"), "{msg}");
 }

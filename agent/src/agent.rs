@@ -10,6 +10,7 @@
 //! event's focus seq to an identity, and so to a level. SIGHUP reloads the policy; a policy
 //! that does not validate is refused, logged and counted, and the old one stays in force.
 
+use crate::control::Control;
 use crate::metrics::AgentStats;
 use crate::policy::filter::{CurrentFocus, Filter, FilterStats};
 use crate::policy::Policy;
@@ -42,6 +43,8 @@ pub struct AgentOptions {
     pub policy_source: Option<(PathBuf, bool)>,
     /// Exit once the collector has closed the ring and it is drained (replays, tests).
     pub exit_when_closed: bool,
+    /// Where to serve the control socket (`imprint status` for every local user).
+    pub control_path: Option<PathBuf>,
 }
 
 /// Asks a running agent to stop, from another thread or a signal handler task.
@@ -105,6 +108,7 @@ struct Agent {
     disk_full: bool,
     filter: Filter,
     reloads: ReloadStats,
+    control: Option<Control>,
 }
 
 /// Policy reload outcomes.
@@ -180,6 +184,13 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
     };
     stats.spool_torn_bytes = recovery.torn_bytes;
     let filter = Filter::new(opts.policy.clone());
+    let control = opts.control_path.as_deref().and_then(|path| {
+        Control::start(path)
+            .map_err(|e| {
+                tracing::error!(socket = %path.display(), error = %e, "no control socket: people cannot see or pause what is captured about them")
+            })
+            .ok()
+    });
     if opts.policy_source.is_some() {
         listen_for_sighup(stop.clone());
     }
@@ -193,6 +204,7 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         disk_full: false,
         filter,
         reloads: ReloadStats::default(),
+        control,
     };
     agent.spool.enforce_retention(SystemTime::now());
     tracing::info!(spool = %agent.opts.spool.dir.display(), resume_epoch = resume.epoch, resume_seq = resume.seq, "agent started");
@@ -203,6 +215,7 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
             let mut records = Vec::new();
             agent.reload_policy(&mut records);
         }
+        agent.apply_pauses(&mut Vec::new());
         let opened = RingReader::open(&agent.opts.ring_path, &agent.opts.cursor_path);
         let reader = match opened {
             Ok(r) if Some(r.epoch()) != finished_epoch => r,
@@ -259,6 +272,7 @@ impl Agent {
             if stop.take_reload() {
                 self.reload_policy(&mut records);
             }
+            self.apply_pauses(&mut records);
             let mut read = 0;
             let (mut first, mut last) = (0u64, 0u64);
             while read < MAX_BATCH {
@@ -540,6 +554,27 @@ impl Agent {
         }
     }
 
+    /// Brings the filter's pauses in line with what people asked on the control socket.
+    fn apply_pauses(&mut self, records: &mut Vec<Record>) {
+        let Some(pauses) = self.control.as_ref().and_then(Control::take_pauses) else {
+            return;
+        };
+        let ended: Vec<u32> = self
+            .filter
+            .pauses()
+            .map(|(uid, _, _)| uid)
+            .filter(|uid| !pauses.contains_key(uid))
+            .collect();
+        for uid in ended {
+            self.filter.resume(uid, records);
+        }
+        for (uid, (from, until)) in pauses {
+            self.filter.pause(uid, from, until);
+        }
+        // The reply has told the person already: the status file follows at once.
+        self.write_status();
+    }
+
     fn write_status(&mut self) {
         self.stats.dropped_disk_pending = self
             .pending_gaps
@@ -563,14 +598,18 @@ impl Agent {
             filter: self.filter.stats.clone(),
             reload: self.reloads.clone(),
         };
-        // Readable by every local user: `imprint status` shows what is captured about them.
+        if let Some(c) = &self.control {
+            c.publish(ps.clone(), p.settings().user_pause_max_minutes);
+        }
+        // Private: it names the focused application of whoever is at the seat. Other users
+        // ask the control socket, which answers each about themselves only.
         let written = serde_json::to_vec_pretty(&ps)
             .map_err(std::io::Error::other)
             .and_then(|json| {
                 crate::fsutil::write_atomic(
                     &policy_status_path(&self.opts.status_path),
                     &json,
-                    0o644,
+                    0o600,
                 )
             });
         if let Err(e) = written {

@@ -72,6 +72,9 @@ pub struct PathsConfig {
     pub agent_run_dir: PathBuf,
     /// The agent's durable state: `spool/` lives here.
     pub data_dir: PathBuf,
+    /// Where the agent's control socket lives: a directory every local user may enter, so
+    /// that anyone can ask what is captured about them (`imprint status`).
+    pub status_dir: PathBuf,
 }
 
 impl Default for PathsConfig {
@@ -80,6 +83,7 @@ impl Default for PathsConfig {
             run_dir: "/run/imprint".into(),
             agent_run_dir: "/run/imprint-agent".into(),
             data_dir: "/var/lib/imprint".into(),
+            status_dir: "/run/imprint-status".into(),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod collector;
 pub mod config;
+pub mod control;
 pub mod ctl;
 pub mod focus;
 pub mod fsutil;

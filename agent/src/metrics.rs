@@ -39,17 +39,40 @@ impl AgentStats {
     }
 }
 
-/// Renders collector and agent counters in Prometheus text exposition format.
-pub fn prometheus(ring: Option<&RingStats>, agent: Option<&AgentStats>) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// Prometheus text exposition, built one metric family at a time.
+#[derive(Default)]
+pub struct Exposition(String);
+
+impl Exposition {
+    /// Adds a family (`kind` is `counter` or `gauge`) with its labelled samples.
+    pub fn family(&mut self, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, v) in samples {
-            let _ = writeln!(out, "{name}{labels} {v}");
+            let _ = writeln!(self.0, "{name}{labels} {v}");
         }
-    };
+    }
+
+    /// Adds a family with one unlabelled sample.
+    pub fn one(&mut self, name: &str, kind: &str, help: &str, v: u64) {
+        self.family(name, kind, help, &[("", v)]);
+    }
+
+    /// The text, ready to serve.
+    pub fn finish(self) -> String {
+        self.0
+    }
+}
+
+/// Renders collector and agent counters in Prometheus text exposition format; `dropped_more`
+/// adds loss stages counted elsewhere (the kernel's, for eBPF) to the one loss family.
+pub fn prometheus(
+    ring: Option<&RingStats>,
+    agent: Option<&AgentStats>,
+    dropped_more: &[(&str, u64)],
+) -> String {
+    let mut out = Exposition::default();
     if let Some(r) = ring {
-        metric(
+        out.family(
             "imprint_events_captured_total",
             "counter",
             "Input events captured, by source.",
@@ -59,26 +82,26 @@ pub fn prometheus(ring: Option<&RingStats>, agent: Option<&AgentStats>) -> Strin
                 ("{source=\"replay\"}", r.events_replay),
             ],
         );
-        metric(
+        out.one(
             "imprint_ring_pending_bytes",
             "gauge",
             "Bytes in the ring not yet committed by the agent.",
-            &[("", r.pending_bytes)],
+            r.pending_bytes,
         );
-        metric(
+        out.one(
             "imprint_ring_capacity_bytes",
             "gauge",
             "Size of the ring's frame area.",
-            &[("", r.capacity)],
+            r.capacity,
         );
-        metric(
+        out.one(
             "imprint_capture_on",
             "gauge",
             "1 while capture is on.",
-            &[("", u64::from(r.capture_on))],
+            u64::from(r.capture_on),
         );
     }
-    let mut dropped: Vec<(&str, u64)> = Vec::new();
+    let mut dropped: Vec<(&str, u64)> = dropped_more.to_vec();
     if let Some(r) = ring {
         dropped.push(("{stage=\"ring_full\"}", r.frames_dropped));
         dropped.push(("{stage=\"evdev_syn_dropped\"}", r.evdev_dropped));
@@ -88,25 +111,25 @@ pub fn prometheus(ring: Option<&RingStats>, agent: Option<&AgentStats>) -> Strin
         dropped.push(("{stage=\"disk\"}", a.dropped_disk));
         dropped.push(("{stage=\"ring_corrupt\"}", a.ring_corrupt_frames));
     }
-    metric(
+    out.family(
         "imprint_events_dropped_total",
         "counter",
         "Events lost, by pipeline stage.",
         &dropped,
     );
     if let Some(a) = agent {
-        metric(
+        out.one(
             "imprint_events_written_total",
             "counter",
             "Input events written to the spool.",
-            &[("", a.events_written)],
+            a.events_written,
         );
-        metric(
+        out.one(
             "imprint_spool_bytes",
             "gauge",
             "Bytes in spool segments.",
-            &[("", a.spool_bytes)],
+            a.spool_bytes,
         );
     }
-    out
+    out.finish()
 }

@@ -140,6 +140,10 @@ fn agent_options(
 ) -> anyhow::Result<AgentOptions> {
     prepare_data_dir(paths)?;
     ensure_parent(&paths.cursor, 0o750)?;
+    if paths.control.parent() != paths.spool.parent() {
+        // Every local user may reach the socket (it answers each about themselves only).
+        ensure_parent(&paths.control, 0o755)?;
+    }
     Ok(AgentOptions {
         ring_path: paths.ring.clone(),
         cursor_path: paths.cursor.clone(),
@@ -154,6 +158,7 @@ fn agent_options(
         policy: cfg.compile_policy(Path::new(crate::config::DEFAULT_PATH))?,
         policy_source: None,
         exit_when_closed,
+        control_path: Some(paths.control.clone()),
     })
 }
 

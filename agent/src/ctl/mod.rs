@@ -80,6 +80,12 @@ enum Command {
         /// Prometheus text exposition format.
         #[arg(long)]
         prometheus: bool,
+        /// Pause capture of your own sessions for MINUTES (where the policy allows it).
+        #[arg(long, value_name = "MINUTES", conflicts_with_all = ["resume", "prometheus"])]
+        pause: Option<u64>,
+        /// End your pause now.
+        #[arg(long, conflicts_with = "prometheus")]
+        resume: bool,
     },
 }
 
@@ -90,6 +96,8 @@ pub struct Paths {
     pub cursor: PathBuf,
     pub status: PathBuf,
     pub spool: PathBuf,
+    /// The agent's control socket.
+    pub control: PathBuf,
 }
 
 impl Locations {
@@ -119,6 +127,10 @@ impl Locations {
             ring: crate::ring::ring_path(&run),
             cursor: agent_run.join(crate::ring::CURSOR_FILE),
             status: agent_run.join("agent.status.json"),
+            control: match &self.data_dir {
+                Some(d) => d.join(crate::control::SOCKET_FILE),
+                None => cfg.paths.status_dir.join(crate::control::SOCKET_FILE),
+            },
             spool: data.join("spool"),
         }
     }
@@ -135,7 +147,19 @@ pub fn main() -> i32 {
         Command::Agent { exit_when_closed } => daemons::agent(&loc, exit_when_closed),
         Command::Dump => dump::run(&loc),
         Command::Verify => verify::run(&loc),
-        Command::Status { json, prometheus } => status::run(&loc, json, prometheus),
+        Command::Status {
+            json,
+            prometheus,
+            pause,
+            resume,
+        } => {
+            let ask = match (pause, resume) {
+                (Some(minutes), _) => crate::control::Request::Pause { minutes },
+                (None, true) => crate::control::Request::Resume,
+                (None, false) => crate::control::Request::Status,
+            };
+            status::run(&loc, json, prometheus, ask)
+        }
         Command::Policy(cmd) => policy::run(&loc, cmd),
         Command::Pause => status::pause(&loc, true),
         Command::Resume => status::pause(&loc, false),

@@ -3,14 +3,20 @@
 
 use super::Locations;
 use crate::agent::{policy_status_path, PolicyStatus};
-use crate::metrics::{prometheus, AgentStats};
+use crate::control::{self, Reply, Request};
+use crate::metrics::{prometheus, AgentStats, Exposition};
 use crate::ring::reader::peek_stats;
 use crate::ring::RingStats;
 use crate::source::ebpf::{peek_status as peek_ebpf, EbpfStatus};
 
-pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
+pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Result<i32> {
     let cfg = loc.load()?;
     let paths = loc.paths(&cfg);
+    let acting = ask != Request::Status;
+    let you = (!prom).then(|| control::request(&paths.control, &ask));
+    let refused = matches!(&you, Some(Ok(r)) if r.error.is_some())
+        || (acting && matches!(&you, Some(Err(_))));
+    let code = i32::from(refused);
     let ring = peek_stats(&paths.ring, &paths.cursor);
     let agent = AgentStats::read(&paths.status);
     let ring_ok = ring.as_ref().ok();
@@ -19,7 +25,11 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
     let ebpf = ring_ok.and_then(|_| peek_ebpf(&paths.ring).ok());
     let pstatus = read_policy_status(&policy_status_path(&paths.status));
     if prom {
-        print!("{}", prometheus(ring_ok, agent_ok));
+        let bpf_lost = ebpf
+            .as_ref()
+            .map(|e| vec![("{stage=\"bpf_reserve\"}", e.kernel.reserve_failed)])
+            .unwrap_or_default();
+        print!("{}", prometheus(ring_ok, agent_ok, &bpf_lost));
         if let Some(p) = &pstatus {
             print!("{}", policy_prometheus(p));
         }
@@ -37,9 +47,10 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
             "agent": agent_ok,
             "policy_level": cfg.capture.default_level.as_str(),
             "policy": pstatus,
+            "you": you.as_ref().map(|r| r.as_ref().map_err(|e| e.to_string())),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(0);
+        return Ok(code);
     }
     match &ring {
         Ok(r) if alive => {
@@ -59,6 +70,7 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
     }
     match (&pstatus, cfg.compile_policy(&loc.config_source().0)) {
         (Some(p), _) => print_policy(p),
+        (None, _) if you.as_ref().is_some_and(|r| r.is_ok()) => {}
         (None, Ok(p)) => println!(
             "policy:    {} rules; default {}, unknown focus {} (from configuration; the agent has not reported yet)",
             p.stamp().rules,
@@ -85,7 +97,57 @@ pub fn run(loc: &Locations, json: bool, prom: bool) -> anyhow::Result<i32> {
         }
         Err(e) => println!("agent:     no status yet ({}: {e})", paths.status.display()),
     }
-    Ok(0)
+    if let Some(you) = &you {
+        print_you(you);
+    }
+    Ok(code)
+}
+
+/// The caller's own part, as the agent's control socket tells it.
+fn print_you(you: &Result<Reply, control::ControlError>) {
+    let r = match you {
+        Ok(r) => r,
+        Err(e) => {
+            println!("you:       the agent cannot be asked ({e})");
+            return;
+        }
+    };
+    if let Some(e) = &r.error {
+        println!("refused:   {e}");
+    }
+    if !r.policy.is_empty() {
+        println!("policy:    {} (version:hash)", r.policy);
+    }
+    match &r.focused {
+        Some(c) => {
+            let app = if c.app_id.is_empty() {
+                c.exe.clone()
+            } else {
+                format!("{} ({})", c.exe, c.app_id)
+            };
+            let secure = c
+                .secure
+                .as_deref()
+                .map(|s| format!("; secure input: {s}, capped at timing"))
+                .unwrap_or_default();
+            println!(
+                "you:       focused {app}: captured at level {} (rule {}){secure}",
+                c.level, c.rule
+            );
+        }
+        None => println!("you:       no application of yours has focus on this seat"),
+    }
+    match (r.paused_for_s, r.pause_max_minutes) {
+        (Some(s), _) => println!(
+            "paused:    yes, by you: nothing of yours is captured for {} min {} s more (`imprint status --resume` ends it)",
+            s / 60,
+            s % 60
+        ),
+        (None, 0) => println!("paused:    no (this machine's policy does not offer pausing)"),
+        (None, max) => println!(
+            "paused:    no (you may pause for up to {max} minutes: `imprint status --pause MINUTES`)"
+        ),
+    }
 }
 
 fn print_ring(r: &RingStats) {
@@ -143,26 +205,20 @@ fn print_ebpf(e: &EbpfStatus) {
 /// The eBPF source's metrics (their own families; the shared ones come from `metrics`).
 fn ebpf_prometheus(e: &EbpfStatus) -> String {
     let k = &e.kernel;
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for (labels, v) in samples {
-            out.push_str(&format!("{name}{labels} {v}\n"));
-        }
-    };
-    metric(
+    let mut out = Exposition::default();
+    out.one(
         "imprint_ebpf_live",
         "gauge",
         "1 while the eBPF source is live (0: evdev fallback, see imprint status).",
-        &[("", u64::from(e.live))],
+        u64::from(e.live),
     );
-    metric(
+    out.one(
         "imprint_capture_paused",
         "gauge",
         "1 while capture is paused.",
-        &[("", u64::from(e.paused))],
+        u64::from(e.paused),
     );
-    metric(
+    out.family(
         "imprint_bpf_events_total",
         "counter",
         "Input events seen by the eBPF programs, by outcome.",
@@ -174,13 +230,13 @@ fn ebpf_prometheus(e: &EbpfStatus) -> String {
             ("{outcome=\"reserve_failed\"}", k.reserve_failed),
         ],
     );
-    metric(
+    out.one(
         "imprint_bpf_ringbuf_wakeups_total",
         "counter",
         "Times the collector woke to drain the BPF ring buffer.",
-        &[("", e.wakeups)],
+        e.wakeups,
     );
-    out
+    out.finish()
 }
 
 /// `imprint pause` / `imprint resume`: creates or removes the pause file beside the ring, which
@@ -212,37 +268,13 @@ fn read_policy_status(path: &std::path::Path) -> Option<PolicyStatus> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// What is captured, shown to whoever runs `imprint status`: the policy in force and, when the
-/// focused application belongs to the caller, its level and the rule that decided it.
+/// The policy in force and what it did (from the agent's private status file; the caller's
+/// own focus comes from the control socket, see [`print_you`]).
 fn print_policy(p: &PolicyStatus) {
     println!(
         "policy:    version {}, hash {}, {} rules; default {}, unknown focus {}",
         p.stamp.version, p.stamp.hash, p.stamp.rules, p.default_level, p.unknown_focus_level
     );
-    let me = nix::unistd::getuid().as_raw();
-    match &p.current {
-        Some(c) if c.uid == Some(me) || me == 0 => {
-            let app = if c.app_id.is_empty() {
-                c.exe.clone()
-            } else {
-                format!("{} ({})", c.exe, c.app_id)
-            };
-            let secure = c
-                .secure
-                .as_deref()
-                .map(|s| format!("; secure input: {s}, capped at timing"))
-                .unwrap_or_default();
-            println!(
-                "you:       focused {app}: captured at level {} (rule {}){secure}",
-                c.level, c.rule
-            );
-        }
-        Some(c) if c.uid.is_none() => println!(
-            "you:       focus unknown: captured at level {} ({})",
-            c.level, c.rule
-        ),
-        _ => println!("you:       no application of yours has focus on this seat"),
-    }
     let f = &p.filter;
     let redacted: Vec<String> = f.redacted.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
@@ -272,48 +304,57 @@ fn print_policy(p: &PolicyStatus) {
 
 /// Policy metrics in Prometheus text format.
 fn policy_prometheus(p: &PolicyStatus) -> String {
-    let mut out = String::new();
-    out.push_str("# HELP imprint_events_redacted_total Key presses replaced by redaction records, by rule.\n# TYPE imprint_events_redacted_total counter\n");
-    for (rule, n) in &p.filter.redacted {
-        let rule = rule.replace(['\\', '"', '\n'], "_");
-        out.push_str(&format!(
-            "imprint_events_redacted_total{{rule=\"{rule}\"}} {n}\n"
-        ));
+    let mut out = Exposition::default();
+    let rules: Vec<(String, u64)> = p
+        .filter
+        .redacted
+        .iter()
+        .map(|(rule, n)| {
+            let rule = rule.replace(['\\', '"', '\n'], "_");
+            (format!("{{rule=\"{rule}\"}}"), *n)
+        })
+        .collect();
+    let samples: Vec<(&str, u64)> = rules.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    out.family(
+        "imprint_events_redacted_total",
+        "counter",
+        "Key presses replaced by redaction records, by rule.",
+        &samples,
+    );
+    let f = &p.filter;
+    for (name, help, v) in [
+        (
+            "imprint_keys_masked_total",
+            "Printable key events masked at level timing.",
+            f.masked_keys,
+        ),
+        (
+            "imprint_pastes_total",
+            "Paste shortcuts recorded as paste markers.",
+            f.pastes,
+        ),
+        (
+            "imprint_redaction_late_total",
+            "Matches found after part of them had left the holdback window.",
+            f.late_matches,
+        ),
+        (
+            "imprint_events_paused_total",
+            "Input events not written because their user paused capture.",
+            f.paused,
+        ),
+        (
+            "imprint_policy_reloads_total",
+            "Policy reloads applied.",
+            p.reload.reloads,
+        ),
+        (
+            "imprint_policy_reload_failures_total",
+            "Policy reloads refused because the new policy did not validate.",
+            p.reload.failures,
+        ),
+    ] {
+        out.one(name, "counter", help, v);
     }
-    let mut one = |name: &str, kind: &str, help: &str, v: u64| {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-        ));
-    };
-    one(
-        "imprint_keys_masked_total",
-        "counter",
-        "Printable key events masked at level timing.",
-        p.filter.masked_keys,
-    );
-    one(
-        "imprint_pastes_total",
-        "counter",
-        "Paste shortcuts recorded as paste markers.",
-        p.filter.pastes,
-    );
-    one(
-        "imprint_redaction_late_total",
-        "counter",
-        "Matches found after part of them had left the holdback window.",
-        p.filter.late_matches,
-    );
-    one(
-        "imprint_policy_reloads_total",
-        "counter",
-        "Policy reloads applied.",
-        p.reload.reloads,
-    );
-    one(
-        "imprint_policy_reload_failures_total",
-        "counter",
-        "Policy reloads refused because the new policy did not validate.",
-        p.reload.failures,
-    );
-    out
+    out.finish()
 }

@@ -9,14 +9,19 @@
 //!   wait in a holdback window (N keys / T ms of event time) so that the key events forming a
 //!   secret are replaced by one [`Redaction`] record (rule, count, times) before release.
 //!
+//! Text is rebuilt with the session's xkb keymap ([`super::xkb`]) into per-context
+//! [`Text`]s. Relative pointer motion may be summed ([`Coalescer`]) at `timing` and `full`.
 //! Terminal programs reading with echo off are capped at `timing` on every key press.
 //! Paste shortcuts (Ctrl+V, Shift+Insert, Ctrl+Shift+V) become a [`Paste`] record.
 //!
 //! Known limit: records held back are not yet on disk when the ring position is committed, so
 //! an agent crash can lose at most one holdback window (a clean stop flushes it).
 
-use super::keys::{self, Modifiers, EV_KEY, EV_MSC, EV_REL, EV_SYN, KEY_A, MSC_SCAN};
+use super::keys::{self, EV_KEY, EV_MSC, EV_REL, EV_SYN, KEY_A, MSC_SCAN};
+use super::motion::{Coalescer, Motion};
 use super::rules::DeviceClass;
+use super::text::{Text, UNKNOWN};
+use super::xkb::{Keyboard, Layout, Typed};
 use super::{Decision, Level, Policy};
 use crate::record::{
     Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, Record, Redaction, Stage, NO_DEVICE,
@@ -26,8 +31,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Characters of rebuilt text kept per focus context.
-const TEXT_MAX: usize = 256;
 /// Focus records remembered (older ones are forgotten; their events are then unknown focus).
 const FOCI_MAX: usize = 4096;
 
@@ -49,11 +52,23 @@ pub struct FilterStats {
     pub pastes: u64,
     /// Input events not written because their user had paused capture.
     pub paused: u64,
+    /// Relative motion events summed into others (`policy.motion_*`).
+    #[serde(default)]
+    pub motion_coalesced: u64,
+    /// The layout typed text is rebuilt with (set once a context at `full` is typed in).
+    #[serde(default)]
+    pub keymap: String,
+    /// True when that is the built-in US table because xkb could not be used.
+    #[serde(default)]
+    pub keymap_fallback: bool,
 }
 
-/// A user's pause: until when, and the gap it has made so far.
+/// A user's pause, in event time (CLOCK_MONOTONIC, as input events are stamped), and the
+/// gap it has made so far. Event time rather than arrival time: an event typed before the
+/// pause but read after it is still written, one typed during it never is.
 struct Pause {
-    until: Instant,
+    from_ns: u64,
+    until_ns: u64,
     gap: Option<Gap>,
 }
 
@@ -81,17 +96,21 @@ struct Held {
     is_key: bool,
 }
 
-struct TChar {
-    c: char,
-    /// Ids of the held records that typed it (scan code, press, repeats, release).
-    ids: Vec<u64>,
-    group: Option<u64>,
+/// Where a key's release (and repeats) belong: with what its press typed.
+#[derive(Clone, Copy)]
+enum Owner {
+    /// Masked at `timing`: the release is masked too.
+    Masked,
+    /// Char `cid` of `focus`'s text.
+    Char(u64, u64),
+    /// A dead key or compose key, whose char is still to come.
+    Composing,
 }
 
-#[derive(Default)]
-struct TextState {
-    chars: Vec<TChar>,
-    pem: Option<u64>,
+/// The records of a dead key or compose sequence in progress on one keyboard.
+struct Composing {
+    focus: u64,
+    ids: Vec<u64>,
 }
 
 struct Group {
@@ -114,8 +133,15 @@ pub struct Filter {
     devices: BTreeMap<u32, DeviceInfo>,
     decisions: HashMap<(u64, Option<DeviceClass>), Decision>,
     echo: super::secure::EchoCache,
-    mods: HashMap<u32, Modifiers>,
-    texts: HashMap<u64, TextState>,
+    /// Loaded when a context at `full` is first typed in (compiling a keymap takes ms).
+    layout: Option<Layout>,
+    keyboards: HashMap<u32, Keyboard>,
+    composing: HashMap<u32, Composing>,
+    texts: HashMap<u64, Text>,
+    motion: Coalescer,
+    /// (id → ring seq) of held records queued behind records of a later frame (counts,
+    /// summed motion): the front of the queue does not say how old they are.
+    early: BTreeMap<u64, u64>,
     /// Held records, ids consecutive from the front.
     queue: VecDeque<Held>,
     next_id: u64,
@@ -129,13 +155,11 @@ pub struct Filter {
     cur_seq: u64,
     frame_admitted: HashMap<u32, bool>,
     pending_scan: HashMap<u32, u64>,
-    /// (device, code) → (focus, index into that focus's text by char id) of the last press.
-    key_owner: HashMap<(u32, u16), (u64, u64)>,
+    /// (device, code) → what the last press of that key typed.
+    key_owner: HashMap<(u32, u16), Owner>,
     groups: HashMap<u64, Group>,
     next_group: u64,
     open: Option<OpenRedaction>,
-    /// Id of the first char in each text (chars are addressed by a running id).
-    text_base: HashMap<u64, u64>,
     current: Option<CurrentFocus>,
     /// Users who paused capture of their own sessions (by uid).
     pauses: HashMap<u32, Pause>,
@@ -144,14 +168,20 @@ pub struct Filter {
 
 impl Filter {
     pub fn new(policy: Policy) -> Filter {
+        let s = policy.settings();
+        let motion = Coalescer::new(s.motion_interval_ms, s.motion_distance);
         Filter {
             policy,
             foci: BTreeMap::new(),
             devices: BTreeMap::new(),
             decisions: HashMap::new(),
             echo: super::secure::EchoCache::new(Duration::from_millis(50)),
-            mods: HashMap::new(),
+            layout: None,
+            keyboards: HashMap::new(),
+            composing: HashMap::new(),
             texts: HashMap::new(),
+            motion,
+            early: BTreeMap::new(),
             queue: VecDeque::new(),
             next_id: 1,
             held_keys: 0,
@@ -166,7 +196,6 @@ impl Filter {
             groups: HashMap::new(),
             next_group: 1,
             open: None,
-            text_base: HashMap::new(),
             current: None,
             pauses: HashMap::new(),
             stats: FilterStats::default(),
@@ -181,10 +210,16 @@ impl Filter {
     /// Replaces the policy (SIGHUP). Held records are released under the old one first.
     pub fn set_policy(&mut self, policy: Policy, out: &mut Vec<Record>) {
         self.flush(out);
+        let (old, new) = (self.policy.settings(), policy.settings());
+        if (&old.keymap, &old.compose_locale) != (&new.keymap, &new.compose_locale) {
+            self.layout = None;
+            self.keyboards.clear();
+        }
+        self.motion = Coalescer::new(new.motion_interval_ms, new.motion_distance);
         self.policy = policy;
         self.decisions.clear();
         self.texts.clear();
-        self.text_base.clear();
+        self.composing.clear();
         self.key_owner.clear();
         let cur = self.current.as_ref().map(|c| c.seq);
         if let Some(seq) = cur {
@@ -193,16 +228,20 @@ impl Filter {
         }
     }
 
-    /// Pauses capture of `uid`'s sessions until `until` (wall time). The events not written
-    /// become one `paused` gap, so the dataset shows the pause rather than silence.
-    pub fn pause(&mut self, uid: u32, until: Instant) {
-        self.pauses
-            .entry(uid)
-            .and_modify(|p| p.until = until)
-            .or_insert(Pause { until, gap: None });
+    /// Pauses capture of `uid`'s sessions for events stamped in `[from_ns, until_ns)`. The
+    /// events not written become one `paused` gap, so the dataset shows the pause rather
+    /// than silence. A new call for the same user replaces the interval.
+    pub fn pause(&mut self, uid: u32, from_ns: u64, until_ns: u64) {
+        let p = self.pauses.entry(uid).or_insert(Pause {
+            from_ns,
+            until_ns,
+            gap: None,
+        });
+        p.from_ns = from_ns;
+        p.until_ns = until_ns;
     }
 
-    /// Ends `uid`'s pause now.
+    /// Forgets `uid`'s pause, writing the gap it made.
     pub fn resume(&mut self, uid: u32, out: &mut Vec<Record>) {
         if let Some(p) = self.pauses.remove(&uid) {
             self.push_pause_gap(p.gap);
@@ -210,12 +249,11 @@ impl Filter {
         }
     }
 
-    /// When `uid`'s pause ends, if it has one.
-    pub fn paused_until(&self, uid: u32) -> Option<Instant> {
+    /// The users with a pause, and its interval in event time.
+    pub fn pauses(&self) -> impl Iterator<Item = (u32, u64, u64)> + '_ {
         self.pauses
-            .get(&uid)
-            .map(|p| p.until)
-            .filter(|u| *u > Instant::now())
+            .iter()
+            .map(|(uid, p)| (*uid, p.from_ns, p.until_ns))
     }
 
     /// True when an event of `focus` is not written because its user paused; counts it.
@@ -229,10 +267,13 @@ impl Filter {
         let Some(p) = self.pauses.get_mut(&uid) else {
             return false;
         };
-        if Instant::now() >= p.until {
+        if e.mono_ns >= p.until_ns {
             let gap = p.gap.take();
             self.pauses.remove(&uid);
             self.push_pause_gap(gap);
+            return false;
+        }
+        if e.mono_ns < p.from_ns {
             return false;
         }
         let g = p.gap.get_or_insert(Gap {
@@ -266,6 +307,8 @@ impl Filter {
             self.queue.front().map(|h| h.seq),
             self.open.as_ref().map(|o| o.seq),
             self.counts_seq.values().min().copied(),
+            self.early.values().min().copied(),
+            self.motion.oldest_seq(),
         ]
         .into_iter()
         .flatten()
@@ -274,7 +317,10 @@ impl Filter {
 
     /// True while records are held back.
     pub fn holding(&self) -> bool {
-        !self.queue.is_empty() || self.open.is_some() || !self.counts.is_empty()
+        !self.queue.is_empty()
+            || self.open.is_some()
+            || !self.counts.is_empty()
+            || !self.motion.is_empty()
     }
 
     /// How long the agent may sleep before [`Filter::flush_idle`] has work.
@@ -303,6 +349,9 @@ impl Filter {
         for g in gaps {
             self.push_pause_gap(g);
         }
+        for m in self.motion.take_all() {
+            self.push_motion(m);
+        }
         let counts = std::mem::take(&mut self.counts);
         let seqs = std::mem::take(&mut self.counts_seq);
         for (focus, c) in counts {
@@ -315,11 +364,11 @@ impl Filter {
         self.close_open(out);
         self.held_keys = 0;
         self.key_owner.clear();
+        self.composing.clear();
         for t in self.texts.values_mut() {
             // Released chars can no longer be redacted: start the contexts afresh.
-            t.chars.clear();
+            t.clear();
         }
-        self.text_base.clear();
         self.groups.retain(|_, _| false);
     }
 
@@ -426,12 +475,23 @@ impl Filter {
             self.newest_ns = e.mono_ns;
         }
         if e.kind == EV_SYN {
+            let (summed, due) = self.motion.frame_end(e.device, e.mono_ns);
             if self.frame_admitted.insert(e.device, false).unwrap_or(false) {
                 self.push(Record::Event(e), None, e.mono_ns, false);
-            } else {
+            } else if !summed {
                 self.stats.dropped_policy += 1;
             }
+            if let Some(m) = due {
+                self.push_motion(m);
+            }
             return;
+        }
+        let coalesce = self.motion.on() && Coalescer::is_motion(&e);
+        if !coalesce && !self.motion.is_empty() {
+            // A click lands where the pointer is: the motion before it is written first.
+            if let Some(m) = self.motion.take(e.device) {
+                self.push_motion(m);
+            }
         }
         let class = keys::classify(e.kind, e.code, self.devices.get(&e.device));
         let is_kbd_key = e.kind == EV_KEY && keys::is_keyboard_code(e.code);
@@ -447,17 +507,36 @@ impl Filter {
             }
         }
         // A key's release and repeats follow the level of its press.
-        if is_kbd_key && e.value != 1 && level > Level::Timing {
-            if let Some((f, _)) = self.key_owner.get(&(e.device, e.code)) {
-                if *f == u64::MAX {
-                    level = Level::Timing;
-                }
+        if is_kbd_key
+            && e.value != 1
+            && level > Level::Timing
+            && matches!(self.key_owner.get(&(e.device, e.code)), Some(Owner::Masked))
+        {
+            level = Level::Timing;
+        }
+        if e.kind == EV_KEY && e.value == 1 && !is_kbd_key {
+            if let Some(t) = self.texts.get_mut(&e.focus) {
+                // A click may have put the cursor anywhere.
+                t.moved();
             }
         }
-        if level > Level::Off && self.paused(e.focus, &e) {
+        let paused = level > Level::Off && self.paused(e.focus, &e);
+        if is_kbd_key && (paused || level < Level::Full) {
+            // Modifiers and locks are followed whatever is written.
+            if let Some(k) = self.keyboards.get_mut(&e.device) {
+                k.track(e.code, e.value);
+            }
+            self.composing.remove(&e.device);
+        }
+        if paused {
             return;
         }
         match level {
+            Level::Timing | Level::Full if coalesce => {
+                if let Some(m) = self.motion.add(&e, self.cur_seq) {
+                    self.push_motion(m);
+                }
+            }
             Level::Off => self.stats.dropped_policy += 1,
             Level::Counts => self.count(e),
             Level::Timing => {
@@ -466,12 +545,9 @@ impl Filter {
                     return;
                 }
                 if is_kbd_key {
-                    if let Some(m) = self.mods.get_mut(&e.device) {
-                        m.update(e.code, e.value);
-                    }
                     if e.value == 1 {
                         // Marks the key as masked so its release is masked too.
-                        self.key_owner.insert((e.device, e.code), (u64::MAX, 0));
+                        self.key_owner.insert((e.device, e.code), Owner::Masked);
                     }
                     if keys::is_printable_key(e.code) {
                         e.code = KEY_A;
@@ -479,7 +555,7 @@ impl Filter {
                     }
                     if let Some(t) = self.texts.get_mut(&e.focus) {
                         // The context's text is no longer known.
-                        t.chars.clear();
+                        t.clear();
                     }
                 }
                 self.frame_admitted.insert(e.device, true);
@@ -529,91 +605,118 @@ impl Filter {
         }
     }
 
+    /// The state of keyboard `device` (loading the layout on first use).
+    fn keyboard(&mut self, device: u32) -> &mut Keyboard {
+        let layout = self.layout.get_or_insert_with(|| {
+            let (l, err) = self.policy.layout();
+            self.stats.keymap = l.label();
+            self.stats.keymap_fallback = err.is_some();
+            l
+        });
+        self.keyboards
+            .entry(device)
+            .or_insert_with(|| layout.keyboard())
+    }
+
     fn full_key(&mut self, e: InputEvent) {
-        let m = {
-            let m = self.mods.entry(e.device).or_default();
-            m.update(e.code, e.value);
-            *m
-        };
+        let typed = self.keyboard(e.device).key(e.code, e.value);
         let scan = self.pending_scan.remove(&e.device);
         if e.value == 0 {
             // A release belongs with its press (redacted with it).
             let owner = self.key_owner.remove(&(e.device, e.code));
             let id = self.push(Record::Event(e), None, e.mono_ns, true);
-            if let Some((focus, cid)) = owner {
-                self.link(focus, cid, id, scan);
+            match owner {
+                Some(Owner::Char(focus, cid)) => self.link(focus, cid, id, scan),
+                Some(Owner::Composing) => {
+                    if let Some(c) = self.composing.get_mut(&e.device) {
+                        c.ids.push(id);
+                        c.ids.extend(scan);
+                    }
+                }
+                Some(Owner::Masked) | None => {}
             }
             return;
         }
         let id = self.push(Record::Event(e), None, e.mono_ns, true);
-        let paste = (m.ctrl > 0 && e.code == keys::KEY_V)
-            || (m.shift > 0 && m.ctrl == 0 && e.code == keys::KEY_INSERT);
-        if paste && e.value == 1 {
-            self.stats.pastes += 1;
-            self.push(
-                Record::Paste(Paste {
-                    mono_ns: e.mono_ns,
-                    focus: e.focus,
-                    device: e.device,
-                }),
-                None,
-                e.mono_ns,
-                false,
-            );
-            self.text_push(e.focus, '\u{1}', None);
-            return;
+        let mut composed = Vec::new();
+        if !matches!(typed, Typed::Nothing | Typed::Composing) {
+            // A sequence ends with the key that completes or breaks it.
+            if let Some(p) = self.composing.remove(&e.device) {
+                if matches!(typed, Typed::Char(_)) && p.focus == e.focus {
+                    composed = p.ids;
+                }
+            }
         }
-        if keys::is_modifier(e.code) {
-            return;
-        }
-        let ch = if m.shortcut() || m.altgr {
-            None
-        } else {
-            keys::us_char(e.code, &m)
-        };
-        match ch {
-            Some(c) => {
-                let cid = self.text_push(e.focus, c, Some(id));
+        let f = e.focus;
+        match typed {
+            Typed::Char(c) => {
+                let cid = self.text_push(f, c, Some(id));
                 if let Some(s) = scan {
-                    self.link(e.focus, cid, s, None);
+                    self.link(f, cid, s, None);
                 }
-                self.key_owner.insert((e.device, e.code), (e.focus, cid));
-                self.scan_text(e.focus);
-            }
-            None => {
-                if e.code == keys::KEY_BACKSPACE {
-                    if let Some(t) = self.texts.get_mut(&e.focus) {
-                        t.chars.pop();
+                // The dead key (or compose sequence) typed this char too.
+                for i in composed {
+                    self.link(f, cid, i, None);
+                }
+                for o in self.key_owner.values_mut() {
+                    if matches!(o, Owner::Composing) {
+                        *o = Owner::Char(f, cid);
                     }
-                } else if e.code == keys::KEY_ENTER || e.code == keys::KEY_KPENTER {
-                    self.text_push(e.focus, '\n', None);
-                    self.scan_text(e.focus);
-                } else if e.code == keys::KEY_TAB {
-                    self.text_push(e.focus, '\t', None);
-                } else if !m.shortcut() || !keys::is_printable_key(e.code) {
-                    // Navigation, function keys, shortcuts: where the cursor is is unknown.
-                    self.text_push(e.focus, '\u{1}', None);
                 }
+                self.key_owner
+                    .insert((e.device, e.code), Owner::Char(f, cid));
+                self.scan_text(f);
             }
+            Typed::Composing => {
+                let c = self.composing.entry(e.device).or_insert(Composing {
+                    focus: f,
+                    ids: Vec::new(),
+                });
+                if c.focus != f {
+                    c.focus = f;
+                    c.ids.clear();
+                }
+                c.ids.push(id);
+                c.ids.extend(scan);
+                self.key_owner.insert((e.device, e.code), Owner::Composing);
+            }
+            Typed::Paste if e.value == 1 => {
+                self.stats.pastes += 1;
+                self.push(
+                    Record::Paste(Paste {
+                        mono_ns: e.mono_ns,
+                        focus: f,
+                        device: e.device,
+                    }),
+                    None,
+                    e.mono_ns,
+                    false,
+                );
+                self.text(f).moved();
+            }
+            Typed::Newline => {
+                self.text_push(f, '\n', None);
+                self.scan_text(f);
+            }
+            Typed::Tab => {
+                self.text_push(f, '\t', None);
+            }
+            Typed::Backspace => self.text(f).backspace(),
+            Typed::Delete => self.text(f).delete(),
+            Typed::Left => self.text(f).left(),
+            Typed::Right => self.text(f).right(),
+            Typed::Moved => self.text(f).moved(),
+            Typed::Paste | Typed::Nothing => {}
         }
     }
 
-    /// Appends a char to a focus context's text; returns its char id.
+    fn text(&mut self, focus: u64) -> &mut Text {
+        self.texts.entry(focus).or_default()
+    }
+
+    /// Inserts a char in a focus context's text; returns its char id.
     fn text_push(&mut self, focus: u64, c: char, id: Option<u64>) -> u64 {
-        let t = self.texts.entry(focus).or_default();
-        let base = self.text_base.entry(focus).or_insert(0);
-        if t.chars.len() >= TEXT_MAX {
-            let cut = TEXT_MAX / 4;
-            t.chars.drain(..cut);
-            *base += cut as u64;
-        }
-        let group = t.pem;
-        t.chars.push(TChar {
-            c,
-            ids: id.into_iter().collect(),
-            group,
-        });
-        let cid = *base + t.chars.len() as u64 - 1;
+        let (cid, group) = self.text(focus).insert(c, id);
         if let (Some(g), Some(id)) = (group, id) {
             self.mark(id, g);
         }
@@ -622,27 +725,45 @@ impl Filter {
 
     /// Adds record `id` (and a scan code) to char `cid` of `focus`, redacting it with the char.
     fn link(&mut self, focus: u64, cid: u64, id: u64, scan: Option<u64>) {
-        let base = self.text_base.get(&focus).copied().unwrap_or(0);
-        let group = match self.texts.get_mut(&focus) {
-            Some(t) => match cid
-                .checked_sub(base)
-                .and_then(|i| t.chars.get_mut(i as usize))
-            {
-                Some(ch) => {
-                    ch.ids.push(id);
-                    ch.ids.extend(scan);
-                    ch.group
-                }
-                None => None,
-            },
-            None => None,
-        };
+        let group = self
+            .texts
+            .get_mut(&focus)
+            .and_then(|t| t.get_mut(cid))
+            .and_then(|ch| {
+                ch.ids.push(id);
+                ch.ids.extend(scan);
+                ch.group
+            });
         if let Some(g) = group {
             self.mark(id, g);
             if let Some(s) = scan {
                 self.mark(s, g);
             }
         }
+    }
+
+    /// Writes summed motion (through the holdback queue, as of its first frame).
+    fn push_motion(&mut self, m: Motion) {
+        let now = self.cur_seq;
+        self.cur_seq = m.seq;
+        let mut written = 0;
+        for ev in m.events() {
+            self.push(Record::Event(ev), None, ev.mono_ns, false);
+            written += 1;
+        }
+        if written > 0 {
+            let syn = InputEvent {
+                kind: EV_SYN,
+                code: 0,
+                value: 0,
+                mono_ns: m.to_ns,
+                device: m.device,
+                focus: m.focus,
+            };
+            self.push(Record::Event(syn), None, m.to_ns, false);
+        }
+        self.stats.motion_coalesced += m.events.saturating_sub(written);
+        self.cur_seq = now;
     }
 
     fn scan_text(&mut self, focus: u64) {
@@ -652,7 +773,7 @@ impl Filter {
         let Some(t) = self.texts.get(&focus) else {
             return;
         };
-        let text: String = t.chars.iter().map(|c| c.c).collect();
+        let text = t.string();
         let starts: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
         let to_char = |b: usize| starts.partition_point(|s| *s < b);
         let mut spans: Vec<(String, usize, usize)> = self
@@ -683,7 +804,7 @@ impl Filter {
                     .iter_mut()
                     .filter(|c| c.group.is_some() && c.group == g)
                 {
-                    c.c = '\u{1}';
+                    c.c = UNKNOWN;
                 }
             }
         }
@@ -751,6 +872,9 @@ impl Filter {
         self.last_push = Some(Instant::now());
         // Records without a time of their own age with the events around them.
         let t = if t == 0 { self.newest_ns } else { t };
+        if self.queue.back().is_some_and(|b| b.seq > self.cur_seq) {
+            self.early.insert(id, self.cur_seq);
+        }
         self.queue.push_back(Held {
             id,
             seq: self.cur_seq,
@@ -781,6 +905,9 @@ impl Filter {
     }
 
     fn emit(&mut self, h: Held, out: &mut Vec<Record>) {
+        if !self.early.is_empty() {
+            self.early.remove(&h.id);
+        }
         if h.is_key {
             self.held_keys = self.held_keys.saturating_sub(1);
         }
@@ -905,7 +1032,7 @@ mod tests {
 
     /// US key codes for `s` (letters, digits, a few symbols).
     fn codes(s: &str) -> Vec<(u16, bool)> {
-        let mut m = Modifiers::default();
+        let mut m = keys::Modifiers::default();
         s.chars()
             .map(|c| {
                 for shift in [false, true] {
@@ -999,7 +1126,7 @@ mod tests {
         recs.extend(typing(&codes(text), 1));
         let (out, _) = run(policy(Level::Full), recs);
         // Rebuild what is left from the written key presses.
-        let mut m = Modifiers::default();
+        let mut m = keys::Modifiers::default();
         let mut left = String::new();
         for e in key_events(&out) {
             m.update(e.code, e.value);
@@ -1067,13 +1194,10 @@ mod tests {
         let mut f = Filter::new(policy(Level::Timing));
         let mut out = Vec::new();
         f.push_record(focus(1, "/usr/bin/app"), &mut out);
-        f.pause(1000, Instant::now() + Duration::from_secs(60));
-        assert!(f.paused_until(1000).is_some() && f.paused_until(1001).is_none());
-        for r in typing(&codes("ab"), 1) {
-            f.push_record(r, &mut out);
-        }
-        f.resume(1000, &mut out);
-        for r in typing(&codes("c"), 1) {
+        // typing() starts at 1 ms and takes 20 ms a key: "xab" pauses on "ab" only.
+        f.pause(1000, 21_000_000, 61_000_000);
+        f.pause(1001, 0, u64::MAX);
+        for r in typing(&codes("xabc"), 1) {
             f.push_record(r, &mut out);
         }
         f.flush(&mut out);
@@ -1088,8 +1212,13 @@ mod tests {
         assert_eq!(gaps.len(), 1, "{out:?}");
         assert_eq!((gaps[0].stage, gaps[0].count), (Stage::Paused, 8));
         assert_eq!(f.stats.paused, 8);
-        // Only "c" (press and release) was written, after the resume.
-        assert_eq!(key_events(&out).len(), 2);
+        // Only "x" and "c" (press and release) were written, and the gap sits between them.
+        assert_eq!(key_events(&out).len(), 4);
+        let gap_at = out.iter().position(|r| matches!(r, Record::Gap(_)));
+        let c_at = out
+            .iter()
+            .rposition(|r| matches!(r, Record::Event(e) if e.kind == EV_KEY));
+        assert!(gap_at < c_at, "{out:?}");
     }
 
     #[test]
@@ -1130,6 +1259,151 @@ mod tests {
         recs.extend(typing(&codes("secret"), 1));
         let (out, _) = run(p, recs);
         assert!(key_events(&out).iter().all(|e| e.code == KEY_A));
+    }
+
+    #[test]
+    fn text_edited_with_the_cursor_is_redacted() {
+        // "bob@exmple.com", eight times Left, "a": the text is bob@example.com.
+        let mut keys = codes("x bob@exmple.com");
+        keys.extend([(keys::KEY_LEFT, false); 8]);
+        keys.extend(codes("a"));
+        let mut recs = vec![focus(1, "/usr/bin/app")];
+        recs.extend(typing(&keys, 1));
+        let (out, stats) = run(policy(Level::Full), recs);
+        assert_eq!(stats.redacted.get("email"), Some(&15), "{out:?}");
+        assert!(!stats.keymap.is_empty());
+    }
+
+    fn motion_policy(interval_ms: u64, distance: u32) -> Policy {
+        Policy::compile(PolicySpec {
+            policy: super::super::PolicyConfig {
+                motion_interval_ms: interval_ms,
+                motion_distance: distance,
+                ..Default::default()
+            },
+            rules: vec![RuleConfig {
+                exe: Some("/usr/bin/app".into()),
+                level: Level::Timing,
+                origin: Origin::default(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .expect("policy")
+    }
+
+    /// Mouse frames (REL_X, REL_Y, SYN) 1 ms apart from ring seq 10 on, then a click.
+    fn mouse(moves: &[(i32, i32)]) -> Vec<(u64, Record)> {
+        let ev = |t: u64, kind: u16, code: u16, value: i32| {
+            Record::Event(InputEvent {
+                mono_ns: t,
+                device: 2,
+                kind,
+                code,
+                value,
+                focus: 1,
+            })
+        };
+        let mut recs = vec![(1, focus(1, "/usr/bin/app"))];
+        let mut seq = 10;
+        for (i, (dx, dy)) in moves.iter().enumerate() {
+            let t = (i as u64 + 1) * 1_000_000;
+            recs.push((seq, ev(t, EV_REL, keys::REL_X, *dx)));
+            recs.push((seq, ev(t, EV_REL, keys::REL_Y, *dy)));
+            recs.push((seq, ev(t, EV_SYN, 0, 0)));
+            seq += 1;
+        }
+        let t = (moves.len() as u64 + 1) * 1_000_000;
+        recs.push((seq, ev(t, EV_KEY, 0x110, 1)));
+        recs.push((seq, ev(t, EV_SYN, 0, 0)));
+        recs
+    }
+
+    #[test]
+    fn coalesced_motion_keeps_sums_and_comes_before_the_click() {
+        let moves: Vec<(i32, i32)> = (0..50).map(|i| (i % 5 - 1, 3 - i % 4)).collect();
+        let sum = moves.iter().fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
+        for (interval, distance) in [(0, 0), (10, 0), (0, 25), (1000, 0)] {
+            let mut f = Filter::new(motion_policy(interval, distance));
+            let mut out = Vec::new();
+            for (seq, r) in mouse(&moves) {
+                f.push_record_seq(r, seq, &mut out);
+            }
+            f.flush(&mut out);
+            let evs: Vec<InputEvent> = out
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Event(e) => Some(*e),
+                    _ => None,
+                })
+                .collect();
+            let rel: Vec<&InputEvent> = evs.iter().filter(|e| e.kind == EV_REL).collect();
+            let got = rel.iter().fold((0, 0), |(a, b), e| match e.code {
+                keys::REL_X => (a + e.value, b),
+                _ => (a, b + e.value),
+            });
+            assert_eq!(got, sum, "sums kept ({interval}, {distance})");
+            let click = evs.iter().position(|e| e.kind == EV_KEY);
+            let last_rel = evs.iter().rposition(|e| e.kind == EV_REL);
+            assert!(last_rel < click, "motion before the click");
+            assert_eq!(evs.last().map(|e| e.kind), Some(EV_SYN));
+            let n_rel = moves
+                .iter()
+                .map(|(x, y)| usize::from(*x != 0) + usize::from(*y != 0))
+                .sum::<usize>();
+            if interval == 0 && distance == 0 {
+                assert_eq!(rel.len(), 100, "off: every event kept");
+                assert_eq!(f.stats.motion_coalesced, 0);
+            } else {
+                assert!(rel.len() < n_rel / 2, "{}: {rel:?}", rel.len());
+                assert_eq!(f.stats.motion_coalesced as usize, 100 - rel.len());
+                // Every SYN closes a frame with something in it.
+                assert!(evs
+                    .windows(2)
+                    .all(|w| w[0].kind != EV_SYN || w[1].kind != EV_SYN));
+            }
+            if interval == 1000 {
+                // One sum at once (the first frame), one with the rest before the click.
+                assert_eq!(rel.len(), 4, "{rel:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn summed_motion_holds_the_commit_position() {
+        let mut p = motion_policy(1000, 0);
+        let mut spec = (*p.spec).clone();
+        spec.policy.holdback_ms = 1;
+        p = Policy::compile(spec).expect("policy");
+        let mut f = Filter::new(p);
+        let mut out = Vec::new();
+        let recs = mouse(&[(1, 1), (2, 2), (3, 3)]);
+        // The first frame (seq 10) is written at once (and released by 3 ms: the window is
+        // 1 ms); 11 and 12 are summed.
+        for (seq, r) in recs.iter().take(1 + 3 * 3).cloned() {
+            f.push_record_seq(r, seq, &mut out);
+        }
+        assert_eq!(f.oldest_held_seq(), Some(11));
+        // A key (seq 13) releases what is older than the 1 ms window, not the sum.
+        let key = InputEvent {
+            mono_ns: 3_500_000,
+            device: 1,
+            kind: EV_KEY,
+            code: keys::KEY_LEFTSHIFT,
+            value: 1,
+            focus: 1,
+        };
+        f.push_record_seq(Record::Event(key), 13, &mut out);
+        assert_eq!(f.oldest_held_seq(), Some(11));
+        // The click (seq 14) writes the sum behind the key: it still holds seq 11.
+        for (seq, r) in recs.iter().skip(1 + 3 * 3).cloned() {
+            f.push_record_seq(r, seq + 1, &mut out);
+        }
+        assert!(f.motion.is_empty());
+        assert_eq!(f.oldest_held_seq(), Some(11));
+        f.flush(&mut out);
+        assert_eq!(f.oldest_held_seq(), None);
+        assert!(f.early.is_empty());
     }
 }
 

@@ -1,5 +1,5 @@
 //! Key codes: which keys print (and are masked at level `timing`), which are modifiers, and
-//! the US layout used to rebuild typed text.
+//! the built-in US layout (text rebuild falls back to it when xkb cannot be used).
 
 use super::rules::DeviceClass;
 use crate::record::DeviceInfo;
@@ -32,6 +32,8 @@ pub const KEY_KPENTER: u16 = 96;
 pub const KEY_RIGHTCTRL: u16 = 97;
 pub const KEY_RIGHTALT: u16 = 100;
 pub const KEY_DELETE: u16 = 111;
+pub const KEY_LEFT: u16 = 105;
+pub const KEY_RIGHT: u16 = 106;
 pub const KEY_INSERT: u16 = 110;
 pub const KEY_V: u16 = 47;
 pub const KEY_LEFTMETA: u16 = 125;

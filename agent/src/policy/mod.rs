@@ -2,7 +2,10 @@
 //!
 //! - [`rules`]: `[[rule]]` entries, matching and precedence (most specific wins; on a tie
 //!   the most restrictive level, so `off` beats everything).
-//! - [`keys`]: which keys print (masked at `timing`) and the US layout for text rebuild.
+//! - [`keys`]: which keys print (masked at `timing`) and the built-in US layout.
+//! - [`xkb`]: key events → characters with the session's xkb keymap (dead keys, compose).
+//! - [`text`]: the text typed per focus context, with its cursor.
+//! - [`motion`]: pointer motion coalescing.
 //! - [`secure`]: password managers, lock screens, secure titles, terminals with echo off:
 //!   never above `timing`.
 //! - [`detect`]: secret and PII detectors over rebuilt text.
@@ -14,8 +17,11 @@
 pub mod detect;
 pub mod filter;
 pub mod keys;
+pub mod motion;
 pub mod rules;
 pub mod secure;
+pub mod text;
+pub mod xkb;
 
 use crate::record::{FocusInfo, PolicyStamp};
 use detect::{CustomDetector, Detectors};
@@ -79,6 +85,21 @@ pub struct PolicyConfig {
     pub counts_interval_ms: u64,
     /// Operator-supplied detectors: `detectors = [{ name = "ticket", regex = "T-[0-9]+" }]`.
     pub detectors: Vec<CustomDetector>,
+    /// The xkb keymap typed text is rebuilt with: `keymap = { layout = "de", variant = "",
+    /// model = "", options = "" }` [default: the system's, from `/etc/default/keyboard`, else
+    /// `us`].
+    pub keymap: Option<xkb::KeymapNames>,
+    /// The locale whose compose table turns dead keys and compose sequences into characters.
+    pub compose_locale: String,
+    /// Relative pointer motion is summed and written at most once per this many ms, at levels
+    /// `timing` and `full` (0: off).
+    pub motion_interval_ms: u64,
+    /// Summed pointer motion is also written once it is this far from where it was last
+    /// written, in device units (0: off).
+    pub motion_distance: u32,
+    /// Longest pause a person may ask for with `imprint status --pause`, in minutes
+    /// (0: people cannot pause capture themselves).
+    pub user_pause_max_minutes: u64,
 }
 
 impl Default for PolicyConfig {
@@ -96,6 +117,11 @@ impl Default for PolicyConfig {
             holdback_ms: 5000,
             counts_interval_ms: 1000,
             detectors: Vec::new(),
+            user_pause_max_minutes: 0,
+            keymap: None,
+            compose_locale: xkb::DEFAULT_COMPOSE_LOCALE.into(),
+            motion_interval_ms: 0,
+            motion_distance: 0,
         }
     }
 }
@@ -209,6 +235,12 @@ impl Policy {
         if p.holdback_keys > 4096 {
             return Err(setting("holdback_keys", "must be at most 4096".into()));
         }
+        if p.user_pause_max_minutes > 24 * 60 {
+            return Err(setting(
+                "user_pause_max_minutes",
+                "must be at most 1440 (a day)".into(),
+            ));
+        }
         if p.holdback_ms > 60_000 {
             return Err(setting("holdback_ms", "must be at most 60000".into()));
         }
@@ -230,6 +262,16 @@ impl Policy {
         )
         .map_err(|m| setting("secure_titles", m))?;
         Detectors::check_custom(&p.detectors).map_err(|m| setting("detectors", m))?;
+        if p.motion_interval_ms > 60_000 {
+            return Err(setting(
+                "motion_interval_ms",
+                "must be at most 60000".into(),
+            ));
+        }
+        if p.motion_distance > 100_000 {
+            return Err(setting("motion_distance", "must be at most 100000".into()));
+        }
+        check_keymap(p).map_err(|(key, m)| setting(key, m))?;
         let default_level = p.default.unwrap_or(spec.legacy_default);
         let unknown_level = p.unknown_focus.unwrap_or(spec.legacy_default);
         // The hash covers everything that decides scope, in a canonical form (rule origins
@@ -305,6 +347,14 @@ impl Policy {
         })
     }
 
+    /// The layout typed text is rebuilt with (compiled once per process), and why it is the
+    /// built-in US table when it had to fall back.
+    pub fn layout(&self) -> (xkb::Layout, Option<xkb::XkbError>) {
+        let p = &self.spec.policy;
+        let names = p.keymap.clone().unwrap_or_else(xkb::KeymapNames::system);
+        xkb::Layout::load(&names, &p.compose_locale)
+    }
+
     /// The secure-input lists.
     pub fn secure(&self) -> &SecureSet {
         &self.secure
@@ -322,9 +372,16 @@ impl Policy {
         })
     }
 
-    /// Warnings worth showing an operator (rules that can never match on this host).
+    /// Warnings worth showing an operator (rules that can never match on this host, a keymap
+    /// that cannot be loaded here).
     pub fn warnings(&self) -> Vec<String> {
-        self.rules.iter().flat_map(|r| r.warnings()).collect()
+        let mut w: Vec<String> = self.rules.iter().flat_map(|r| r.warnings()).collect();
+        if let (xkb::Layout::Us, Some(e)) = self.layout() {
+            w.push(format!(
+                "policy.keymap: typed text is rebuilt with the built-in US layout ({e})"
+            ));
+        }
+        w
     }
 
     /// The rules' decision for `s` (no secure-input cap): level and deciding rule.
@@ -388,6 +445,30 @@ impl Policy {
             rule,
             secure,
         }
+    }
+}
+
+/// Checks `keymap` and `compose_locale`: (key, message) of the first error.
+fn check_keymap(p: &PolicyConfig) -> Result<(), (&'static str, String)> {
+    let locale_ok = !p.compose_locale.is_empty()
+        && p.compose_locale
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.@".contains(c));
+    if !locale_ok {
+        return Err((
+            "compose_locale",
+            format!("{:?} is not a locale name", p.compose_locale),
+        ));
+    }
+    // Only a keymap set here is checked: the system's is read where the agent runs, and a bad
+    // one there falls back to the US layout with a warning.
+    let Some(k) = &p.keymap else {
+        return Ok(());
+    };
+    match xkb::Layout::check(k, &p.compose_locale) {
+        Ok(()) => Ok(()),
+        Err(e @ xkb::XkbError::Compose(_)) => Err(("compose_locale", e.to_string())),
+        Err(e) => Err(("keymap", e.to_string())),
     }
 }
 
@@ -516,6 +597,36 @@ mod tests {
             ..Default::default()
         })
         .is_ok());
+    }
+
+    #[test]
+    fn keymap_settings_are_checked() {
+        let with = |keymap: Option<xkb::KeymapNames>, locale: &str| {
+            Policy::compile(PolicySpec {
+                policy: PolicyConfig {
+                    keymap,
+                    compose_locale: locale.into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        };
+        let named = |layout: &str| {
+            Some(xkb::KeymapNames {
+                layout: layout.into(),
+                ..Default::default()
+            })
+        };
+        assert!(with(named("de"), "en_US.UTF-8").is_ok());
+        let key = |r: Result<Policy, PolicyError>| match r {
+            Err(PolicyError::Setting { key, message }) => (key, message),
+            other => panic!("{other:?}"),
+        };
+        let (k, m) = key(with(named("qq"), "en_US.UTF-8"));
+        assert_eq!(k, "keymap");
+        assert!(m.contains("`qq`"), "{m}");
+        assert_eq!(key(with(named(""), "en_US.UTF-8")).0, "keymap");
+        assert_eq!(key(with(None, "en US")).0, "compose_locale");
     }
 
     #[test]
