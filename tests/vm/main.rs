@@ -4,6 +4,7 @@
 
 mod ebpf;
 mod harness;
+mod policy;
 
 use std::path::{Path, PathBuf};
 

@@ -288,6 +288,23 @@ fn print_policy(p: &PolicyStatus) {
             redacted.join(" ")
         }
     );
+    if !f.keymap.is_empty() {
+        println!(
+            "keymap:    {}{}",
+            f.keymap,
+            if f.keymap_fallback {
+                " (libxkbcommon unavailable: typed text rebuilt with the US layout)"
+            } else {
+                ""
+            }
+        );
+    }
+    if f.motion_coalesced > 0 || f.paused > 0 {
+        println!(
+            "pointer:   {} motion events coalesced; {} events not written while users paused",
+            f.motion_coalesced, f.paused
+        );
+    }
     if p.reload.reloads > 0 || p.reload.failures > 0 {
         println!(
             "reloads:   {} ok, {} refused{}",
@@ -342,6 +359,16 @@ fn policy_prometheus(p: &PolicyStatus) -> String {
             "imprint_events_paused_total",
             "Input events not written because their user paused capture.",
             f.paused,
+        ),
+        (
+            "imprint_motion_coalesced_total",
+            "Relative pointer motion events summed into others.",
+            f.motion_coalesced,
+        ),
+        (
+            "imprint_keymap_fallback",
+            "1 when typed text is rebuilt with the built-in US layout because xkb is unavailable.",
+            u64::from(f.keymap_fallback),
         ),
         (
             "imprint_policy_reloads_total",

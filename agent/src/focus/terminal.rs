@@ -4,9 +4,11 @@
 
 use super::session::{self, Session};
 use super::{send, FocusConfig, FocusError, Report, ReportTx, WindowReport};
-use crate::procs::{read_stat, ProcIdentity, Stat};
+use crate::procs::connector::ProcConnector;
+use crate::procs::{read_stat, ProcEvent, ProcIdentity, Stat};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -150,41 +152,106 @@ fn active_vt(text: &str) -> Option<u32> {
     text.trim().strip_prefix("tty")?.parse().ok()
 }
 
+/// After process events the VT's foreground is looked at again, this long after the previous
+/// look: a shell takes the terminal back only once it has reaped the child whose exit was the
+/// event, and a loaded machine can take a while to get there.
+const VT_RECHECKS_MS: [u64; 3] = [50, 200, 750];
+
 /// Text consoles: follows VT switches (sysfs notifies `tty0/active` with POLLPRI) and reports
 /// the foreground program of the session on the active VT (from logind's `LEADER`).
+///
+/// The foreground program also changes without any VT switch: the shell starts `sudo`, `vim`
+/// exits. The kernel's exec, exit and setsid events (the proc connector) are the cue to look
+/// again, since nothing notifies a change of a terminal's foreground process group. A burst of
+/// events (a build) costs one look per recheck interval, not one per event. Every look is
+/// reported, even with the same pid: a program that exec'd another keeps its pid, and the
+/// resolver drops reports that resolve to the focus it already has. Without the connector
+/// (no CAP_NET_ADMIN) only VT switches are followed, which is logged.
 pub async fn run_vt(
     _cfg: &FocusConfig,
     own: Option<&Session>,
     tx: &ReportTx,
 ) -> Result<(), FocusError> {
+    use tokio::time::Instant;
     const ACTIVE: &str = "/sys/class/tty/tty0/active";
     let file = std::fs::File::open(ACTIVE).map_err(|e| FocusError::io(ACTIVE, e))?;
     // SAFETY: the File owns its fd and keeps it open, unchanged, until dropped.
     let afd = unsafe { AsyncFd::register_with_interest(file, Interest::PRIORITY) }
         .map_err(|e| FocusError::io(ACTIVE, e.into()))?;
+    let mut procs = match ProcConnector::open() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "tty focus: no process events, so the foreground program is re-read only on VT switches");
+            None
+        }
+    };
+    let mut batch = Vec::with_capacity(64);
+    // The next look after process events, and which of VT_RECHECKS_MS follows it.
+    let mut recheck: Option<(Instant, usize)> = None;
+    let mut look = true;
     loop {
-        let text = std::fs::read_to_string(ACTIVE).map_err(|e| FocusError::io(ACTIVE, e))?;
-        let report = active_vt(&text)
-            .and_then(|vt| session_on_vt(Path::new(session::SESSIONS_DIR), vt))
-            .filter(|s| own.is_none_or(|o| o.id == s.id))
-            .and_then(|s| s.leader)
-            .and_then(|leader| foreground_of_pid(leader, true))
-            .map(|pid| {
-                Report::Window(WindowReport {
-                    tracker: "tty",
-                    pid,
-                    pid_verified: true,
-                    ..WindowReport::default()
-                })
-            })
-            .unwrap_or(Report::NoWindow { tracker: "tty" });
-        send(tx, report).await?;
-        let mut g = tokio::select! {
-            g = afd.ready(Interest::PRIORITY) => g.map_err(|e| FocusError::io(ACTIVE, e))?,
-            () = tx.closed() => return Err(FocusError::Closed),
+        if look {
+            let text = std::fs::read_to_string(ACTIVE).map_err(|e| FocusError::io(ACTIVE, e))?;
+            send(tx, vt_report(active_vt(&text), own)).await?;
+        }
+        let next_events = async {
+            match procs.as_mut() {
+                Some(c) => c.recv(&mut batch).await,
+                None => std::future::pending().await,
+            }
         };
-        g.clear_ready();
+        let wake = recheck.map(|(at, _)| at);
+        tokio::select! {
+            g = afd.ready(Interest::PRIORITY) => {
+                g.map_err(|e| FocusError::io(ACTIVE, e))?.clear_ready();
+                look = true;
+            }
+            r = next_events => {
+                let moved = match r {
+                    // Forks and uid changes alone do not move the foreground.
+                    Ok(()) => batch
+                        .drain(..)
+                        .any(|ev| !matches!(ev, ProcEvent::Fork { .. } | ProcEvent::Uid { .. })),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tty focus: process events stopped; the foreground program is re-read only on VT switches");
+                        procs = None;
+                        false
+                    }
+                };
+                // Look now if no look is due soon; either way, again a little later.
+                let soon = Instant::now() + Duration::from_millis(VT_RECHECKS_MS[0]);
+                look = moved && recheck.is_none();
+                if moved && recheck.is_none_or(|(at, _)| at > soon) {
+                    recheck = Some((soon, 1));
+                }
+            }
+            () = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                let next = recheck.map_or(VT_RECHECKS_MS.len(), |(_, i)| i);
+                recheck = VT_RECHECKS_MS
+                    .get(next)
+                    .map(|ms| (Instant::now() + Duration::from_millis(*ms), next + 1));
+                look = true;
+            }
+            () = tx.closed() => return Err(FocusError::Closed),
+        }
     }
+}
+
+/// The report for the active VT `vt`: its tty session's foreground program, or no window.
+fn vt_report(vt: Option<u32>, own: Option<&Session>) -> Report {
+    vt.and_then(|vt| session_on_vt(Path::new(session::SESSIONS_DIR), vt))
+        .filter(|s| own.is_none_or(|o| o.id == s.id))
+        .and_then(|s| s.leader)
+        .and_then(|leader| foreground_of_pid(leader, true))
+        .map(|pid| {
+            Report::Window(WindowReport {
+                tracker: "tty",
+                pid,
+                pid_verified: true,
+                ..WindowReport::default()
+            })
+        })
+        .unwrap_or(Report::NoWindow { tracker: "tty" })
 }
 
 fn session_on_vt(dir: &Path, vt: u32) -> Option<Session> {

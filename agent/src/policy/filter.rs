@@ -99,6 +99,9 @@ struct Held {
 /// Where a key's release (and repeats) belong: with what its press typed.
 #[derive(Clone, Copy)]
 enum Owner {
+    /// Out of scope: the release is dropped too (Enter typed in a shell that is `off`
+    /// starts a program that is in scope before the key comes up).
+    Dropped,
     /// Masked at `timing`: the release is masked too.
     Masked,
     /// Char `cid` of `focus`'s text.
@@ -500,19 +503,27 @@ impl Filter {
         if is_kbd_key && level > Level::Timing && e.value == 1 && self.policy.secure().terminal_echo
         {
             if let Some(f) = self.foci.get(&e.focus) {
-                if f.terminal_pid != 0 && self.echo.echo_off(f.pid) {
+                // Programs in a terminal emulator, and on a text console (whose stdin is
+                // the VT itself).
+                let on_tty = f.terminal_pid != 0 || f.tracker == "tty";
+                if on_tty && self.echo.echo_off(f.pid) {
                     level = Level::Timing;
                     self.stats.echo_off_keys += 1;
                 }
             }
         }
         // A key's release and repeats follow the level of its press.
-        if is_kbd_key
-            && e.value != 1
-            && level > Level::Timing
-            && matches!(self.key_owner.get(&(e.device, e.code)), Some(Owner::Masked))
-        {
-            level = Level::Timing;
+        if is_kbd_key && e.value != 1 {
+            match self.key_owner.get(&(e.device, e.code)) {
+                Some(Owner::Dropped) => {
+                    level = Level::Off;
+                    if e.value == 0 {
+                        self.key_owner.remove(&(e.device, e.code));
+                    }
+                }
+                Some(Owner::Masked) if level > Level::Timing => level = Level::Timing,
+                _ => {}
+            }
         }
         if e.kind == EV_KEY && e.value == 1 && !is_kbd_key {
             if let Some(t) = self.texts.get_mut(&e.focus) {
@@ -537,7 +548,12 @@ impl Filter {
                     self.push_motion(m);
                 }
             }
-            Level::Off => self.stats.dropped_policy += 1,
+            Level::Off => {
+                if is_kbd_key && e.value == 1 {
+                    self.key_owner.insert((e.device, e.code), Owner::Dropped);
+                }
+                self.stats.dropped_policy += 1
+            }
             Level::Counts => self.count(e),
             Level::Timing => {
                 if e.kind == EV_MSC && e.code == MSC_SCAN {
@@ -633,7 +649,7 @@ impl Filter {
                         c.ids.extend(scan);
                     }
                 }
-                Some(Owner::Masked) | None => {}
+                Some(Owner::Masked | Owner::Dropped) | None => {}
             }
             return;
         }
@@ -1219,6 +1235,32 @@ mod tests {
             .iter()
             .rposition(|r| matches!(r, Record::Event(e) if e.kind == EV_KEY));
         assert!(gap_at < c_at, "{out:?}");
+    }
+
+    #[test]
+    fn a_key_pressed_out_of_scope_is_released_out_of_scope() {
+        let ev = |t: u64, code: u16, value: i32, focus: u64| {
+            Record::Event(InputEvent {
+                mono_ns: t,
+                device: 1,
+                kind: EV_KEY,
+                code,
+                value,
+                focus,
+            })
+        };
+        // Enter goes down in the shell (no rule), which starts the app before it comes up.
+        let recs = vec![
+            focus(1, "/bin/sh"),
+            ev(1, keys::KEY_ENTER, 1, 1),
+            focus(2, "/usr/bin/app"),
+            ev(2, keys::KEY_ENTER, 0, 2),
+            ev(3, keys::KEY_ENTER, 1, 2),
+            ev(4, keys::KEY_ENTER, 0, 2),
+        ];
+        let (out, _) = run(policy(Level::Full), recs);
+        let times: Vec<u64> = key_events(&out).iter().map(|e| e.mono_ns).collect();
+        assert_eq!(times, [3, 4]);
     }
 
     #[test]

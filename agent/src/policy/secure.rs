@@ -184,8 +184,11 @@ impl SecureSet {
     }
 }
 
-/// Whether the terminal `pid` reads from has echo turned off (a password prompt). `None` when
-/// it cannot be told (not a tty, no permission, process gone).
+/// Whether the terminal `pid` reads from is at a password prompt: echo off while input is
+/// still line-buffered (canonical), as getpass, sudo, ssh, passwd and `read -s` leave it.
+/// Line editors (readline, zle, ash) and full-screen programs turn both off to echo for
+/// themselves, so they are not taken for prompts; pinentry-curses/tty are on the password
+/// manager list instead. `None` when it cannot be told (not a tty, no permission, gone).
 pub fn echo_off(pid: u32) -> Option<bool> {
     use std::os::fd::AsRawFd;
     if pid == 0 {
@@ -205,7 +208,7 @@ pub fn echo_off(pid: u32) -> Option<bool> {
     }
     // SAFETY: tcgetattr succeeded, so it filled `t`.
     let t = unsafe { t.assume_init() };
-    Some(t.c_lflag & libc::ECHO == 0)
+    Some(t.c_lflag & libc::ECHO == 0 && t.c_lflag & libc::ICANON != 0)
 }
 
 trait NonBlock {
@@ -292,6 +295,28 @@ mod pty_tests {
     use std::os::fd::{FromRawFd, OwnedFd};
     use std::process::{Command, Stdio};
 
+    fn set_lflag(fd: &OwnedFd, flag: libc::tcflag_t, on: bool) {
+        use std::os::fd::AsRawFd;
+        let mut t = std::mem::MaybeUninit::<libc::termios>::zeroed();
+        // SAFETY: valid descriptor and termios buffer.
+        assert_eq!(
+            unsafe { libc::tcgetattr(fd.as_raw_fd(), t.as_mut_ptr()) },
+            0
+        );
+        // SAFETY: tcgetattr filled it.
+        let mut t = unsafe { t.assume_init() };
+        if on {
+            t.c_lflag |= flag;
+        } else {
+            t.c_lflag &= !flag;
+        }
+        // SAFETY: valid descriptor and termios.
+        assert_eq!(
+            unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t) },
+            0
+        );
+    }
+
     /// A real pty: a child reading from it is seen as a password prompt exactly while the
     /// terminal's ECHO flag is off.
     #[test]
@@ -312,27 +337,7 @@ mod pty_tests {
         // SAFETY: both descriptors were just opened and are owned here.
         let (master, slave) =
             unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        let set_echo = |on: bool| {
-            use std::os::fd::AsRawFd;
-            let mut t = std::mem::MaybeUninit::<libc::termios>::zeroed();
-            // SAFETY: valid descriptor and termios buffer.
-            assert_eq!(
-                unsafe { libc::tcgetattr(slave.as_raw_fd(), t.as_mut_ptr()) },
-                0
-            );
-            // SAFETY: tcgetattr filled it.
-            let mut t = unsafe { t.assume_init() };
-            if on {
-                t.c_lflag |= libc::ECHO;
-            } else {
-                t.c_lflag &= !libc::ECHO;
-            }
-            // SAFETY: valid descriptor and termios.
-            assert_eq!(
-                unsafe { libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t) },
-                0
-            );
-        };
+        let set_echo = |on: bool| set_lflag(&slave, libc::ECHO, on);
         let mut child = Command::new("sleep")
             .arg("30")
             .stdin(Stdio::from(slave.try_clone().expect("dup")))
@@ -344,6 +349,10 @@ mod pty_tests {
         assert_eq!(echo_off(pid), Some(false));
         set_echo(false);
         assert_eq!(echo_off(pid), Some(true));
+        // A line editor at a shell prompt: echo and line buffering both off.
+        set_lflag(&slave, libc::ICANON, false);
+        assert_eq!(echo_off(pid), Some(false));
+        set_lflag(&slave, libc::ICANON, true);
         let mut cache = EchoCache::new(Duration::from_millis(0));
         assert!(cache.echo_off(pid));
         // The agent's filter caps a `full` terminal program at `timing` while echo is off.

@@ -118,16 +118,24 @@ impl Driven {
         self.key(key, 0)
     }
 
-    /// Types `text` on a US layout, holding left shift where a character needs it.
+    /// Types `text` on a US layout, holding left shift or left ctrl where a character needs
+    /// it.
     pub fn type_text(&mut self, text: &str) -> Result<()> {
         for c in text.chars() {
             let stroke = keymap::stroke(c)?;
-            if stroke.shift {
-                self.key(KeyCode::KEY_LEFTSHIFT, 1)?;
+            let held: Vec<KeyCode> = [
+                (stroke.ctrl, KeyCode::KEY_LEFTCTRL),
+                (stroke.shift, KeyCode::KEY_LEFTSHIFT),
+            ]
+            .into_iter()
+            .filter_map(|(on, key)| on.then_some(key))
+            .collect();
+            for key in &held {
+                self.key(*key, 1)?;
             }
             self.tap(stroke.key)?;
-            if stroke.shift {
-                self.key(KeyCode::KEY_LEFTSHIFT, 0)?;
+            for key in held.iter().rev() {
+                self.key(*key, 0)?;
             }
         }
         Ok(())

@@ -3,105 +3,89 @@
 use anyhow::{bail, Result};
 use evdev::KeyCode;
 
-/// One character's key, and whether shift must be held for it.
+/// One character's key, and the modifiers that must be held for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stroke {
     pub key: KeyCode,
     pub shift: bool,
+    /// Control characters (U+0001..U+001A, e.g. `\u{4}` for Ctrl+D: end of input at a
+    /// terminal) are typed as Ctrl plus the letter.
+    pub ctrl: bool,
 }
+
+/// The keyboard rows of the US layout: the first key's code, then what each key types
+/// unshifted and shifted. Evdev codes follow the physical rows, so a row is contiguous.
+const ROWS: [(u16, &str, &str); 4] = [
+    (2, "1234567890-=", "!@#$%^&*()_+"),
+    (16, "qwertyuiop[]", "QWERTYUIOP{}"),
+    (30, "asdfghjkl;'`", "ASDFGHJKL:\"~"),
+    (43, "\\zxcvbnm,./", "|ZXCVBNM<>?"),
+];
 
 /// The stroke that types `c` on a US keyboard layout.
 pub fn stroke(c: char) -> Result<Stroke> {
-    let plain = |key| Stroke { key, shift: false };
-    let shifted = |key| Stroke { key, shift: true };
-    Ok(match c {
-        'a'..='z' => plain(letter(c.to_ascii_uppercase())),
-        'A'..='Z' => shifted(letter(c)),
-        '0' => plain(KeyCode::KEY_0),
-        '1'..='9' => plain(KeyCode::new(
-            KeyCode::KEY_1.code() + (c as u16 - '1' as u16),
-        )),
-        ' ' => plain(KeyCode::KEY_SPACE),
-        '\n' => plain(KeyCode::KEY_ENTER),
-        '\t' => plain(KeyCode::KEY_TAB),
-        ',' => plain(KeyCode::KEY_COMMA),
-        '.' => plain(KeyCode::KEY_DOT),
-        '/' => plain(KeyCode::KEY_SLASH),
-        ';' => plain(KeyCode::KEY_SEMICOLON),
-        '\'' => plain(KeyCode::KEY_APOSTROPHE),
-        '-' => plain(KeyCode::KEY_MINUS),
-        '=' => plain(KeyCode::KEY_EQUAL),
-        '!' => shifted(KeyCode::KEY_1),
-        '@' => shifted(KeyCode::KEY_2),
-        '?' => shifted(KeyCode::KEY_SLASH),
-        ':' => shifted(KeyCode::KEY_SEMICOLON),
-        '_' => shifted(KeyCode::KEY_MINUS),
-        _ => bail!("no key for character {c:?} in the US layout table"),
-    })
-}
-
-fn letter(upper: char) -> KeyCode {
-    // KEY_A.. are not contiguous (they follow the keyboard rows), so map by table.
-    const ROWS: [(char, KeyCode); 26] = [
-        ('A', KeyCode::KEY_A),
-        ('B', KeyCode::KEY_B),
-        ('C', KeyCode::KEY_C),
-        ('D', KeyCode::KEY_D),
-        ('E', KeyCode::KEY_E),
-        ('F', KeyCode::KEY_F),
-        ('G', KeyCode::KEY_G),
-        ('H', KeyCode::KEY_H),
-        ('I', KeyCode::KEY_I),
-        ('J', KeyCode::KEY_J),
-        ('K', KeyCode::KEY_K),
-        ('L', KeyCode::KEY_L),
-        ('M', KeyCode::KEY_M),
-        ('N', KeyCode::KEY_N),
-        ('O', KeyCode::KEY_O),
-        ('P', KeyCode::KEY_P),
-        ('Q', KeyCode::KEY_Q),
-        ('R', KeyCode::KEY_R),
-        ('S', KeyCode::KEY_S),
-        ('T', KeyCode::KEY_T),
-        ('U', KeyCode::KEY_U),
-        ('V', KeyCode::KEY_V),
-        ('W', KeyCode::KEY_W),
-        ('X', KeyCode::KEY_X),
-        ('Y', KeyCode::KEY_Y),
-        ('Z', KeyCode::KEY_Z),
-    ];
-    ROWS[(upper as u8 - b'A') as usize].1
+    let plain = |key| Stroke {
+        key,
+        shift: false,
+        ctrl: false,
+    };
+    match c {
+        ' ' => return Ok(plain(KeyCode::KEY_SPACE)),
+        '\n' => return Ok(plain(KeyCode::KEY_ENTER)),
+        '\t' => return Ok(plain(KeyCode::KEY_TAB)),
+        '\u{1}'..='\u{1a}' => {
+            let letter = char::from(b'a' + (c as u8 - 1));
+            return Ok(Stroke {
+                ctrl: true,
+                ..stroke(letter)?
+            });
+        }
+        _ => {}
+    }
+    for (first, unshifted, shifted) in ROWS {
+        for (shift, row) in [(false, unshifted), (true, shifted)] {
+            if let Some(i) = row.chars().position(|k| k == c) {
+                return Ok(Stroke {
+                    key: KeyCode::new(first + i as u16),
+                    shift,
+                    ctrl: false,
+                });
+            }
+        }
+    }
+    bail!("no key for character {c:?} in the US layout table")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn key(c: char) -> (KeyCode, bool, bool) {
+        let s = stroke(c).expect("mapped");
+        (s.key, s.shift, s.ctrl)
+    }
+
     #[test]
-    fn maps_letters_digits_and_shifted_punctuation() {
-        assert_eq!(
-            stroke('h').unwrap(),
-            Stroke {
-                key: KeyCode::KEY_H,
-                shift: false
-            }
-        );
-        assert_eq!(
-            stroke('H').unwrap(),
-            Stroke {
-                key: KeyCode::KEY_H,
-                shift: true
-            }
-        );
-        assert_eq!(stroke('3').unwrap().key, KeyCode::KEY_3);
-        assert_eq!(stroke('9').unwrap().key, KeyCode::KEY_9);
-        assert_eq!(
-            stroke('!').unwrap(),
-            Stroke {
-                key: KeyCode::KEY_1,
-                shift: true
-            }
-        );
+    fn maps_letters_digits_punctuation_and_control() {
+        assert_eq!(key('h'), (KeyCode::KEY_H, false, false));
+        assert_eq!(key('H'), (KeyCode::KEY_H, true, false));
+        assert_eq!(key('a'), (KeyCode::KEY_A, false, false));
+        assert_eq!(key('z'), (KeyCode::KEY_Z, false, false));
+        assert_eq!(key('m'), (KeyCode::KEY_M, false, false));
+        assert_eq!(key('p'), (KeyCode::KEY_P, false, false));
+        assert_eq!(key('0'), (KeyCode::KEY_0, false, false));
+        assert_eq!(key('3'), (KeyCode::KEY_3, false, false));
+        assert_eq!(key('9'), (KeyCode::KEY_9, false, false));
+        assert_eq!(key('!'), (KeyCode::KEY_1, true, false));
+        assert_eq!(key('>'), (KeyCode::KEY_DOT, true, false));
+        assert_eq!(key('&'), (KeyCode::KEY_7, true, false));
+        assert_eq!(key('|'), (KeyCode::KEY_BACKSLASH, true, false));
+        assert_eq!(key('`'), (KeyCode::KEY_GRAVE, false, false));
+        assert_eq!(key('\''), (KeyCode::KEY_APOSTROPHE, false, false));
+        assert_eq!(key(']'), (KeyCode::KEY_RIGHTBRACE, false, false));
+        assert_eq!(key('\n'), (KeyCode::KEY_ENTER, false, false));
+        assert_eq!(key('\u{4}'), (KeyCode::KEY_D, false, true));
         assert!(stroke('€').is_err());
+        assert!(stroke('\u{1b}').is_err());
     }
 }

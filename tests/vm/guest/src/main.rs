@@ -6,6 +6,7 @@
 //! the guest's `/init` prints between marker lines on the serial console.
 
 mod devices;
+mod drive;
 mod keymap;
 mod raw;
 mod record;
@@ -113,6 +114,34 @@ enum Command {
         #[arg(long)]
         count: PathBuf,
     },
+    /// Create a keyboard and follow a steps file (see `drive.rs`): type texts into whatever
+    /// runs in a terminal's foreground, waiting between them for the foreground program, the
+    /// terminal's echo flag or a file. Writes a mark per typed step to `--marks`.
+    Drive {
+        #[arg(long, default_value = devices::KEYBOARD_NAME)]
+        name: String,
+        /// The steps: `type LABEL FILE`, `fg EXE`, `echo on|off`, `file PATH`, `sleep MS`.
+        #[arg(long)]
+        steps: PathBuf,
+        /// The terminal whose foreground and echo flag the steps wait for.
+        #[arg(long, default_value = "/dev/tty1")]
+        tty: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        step_ms: u64,
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        #[arg(long, default_value_t = 500)]
+        linger_ms: u64,
+        /// Longest wait for one condition, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+        #[arg(long)]
+        sent: Option<PathBuf>,
+        /// One JSON line per typed step: label, from_ns, to_ns (CLOCK_MONOTONIC), and the
+        /// index and count of its events in `--sent`.
+        #[arg(long)]
+        marks: PathBuf,
+    },
     /// Print the /dev/input/eventN node of the device with this name.
     Find { name: String },
 }
@@ -187,8 +216,8 @@ fn run(cli: Cli) -> Result<()> {
             sleep(Duration::from_millis(settle_ms));
             for c in text.chars() {
                 let stroke = keymap::stroke(c)?;
-                if stroke.shift {
-                    bail!("hold: {c:?} needs shift; use lowercase text");
+                if stroke.shift || stroke.ctrl {
+                    bail!("hold: {c:?} needs a modifier; use lowercase text");
                 }
                 kb.tap(stroke.key)?;
             }
@@ -233,6 +262,42 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::write(&count, format!("events={events}\n"))
                 .with_context(|| format!("writing {}", count.display()))?;
             Ok(())
+        }
+        Command::Drive {
+            name,
+            steps,
+            tty,
+            step_ms,
+            settle_ms,
+            linger_ms,
+            timeout_s,
+            sent,
+            marks,
+        } => {
+            let text = std::fs::read_to_string(&steps)
+                .with_context(|| format!("reading {}", steps.display()))?;
+            let steps = drive::parse(&text)?;
+            let tty = drive::Terminal::open(&tty)?;
+            let mut kb = devices::keyboard_named(&name, Duration::from_millis(step_ms))?;
+            eprintln!("imprint-vm-guest: {name} is {}", kb.node().display());
+            sleep(Duration::from_millis(settle_ms));
+            // Whatever happens, write what was sent and typed so far: a failed wait is best
+            // read next to the keys that led to it.
+            let mut lines = String::new();
+            let result = drive::run(
+                &mut kb,
+                &tty,
+                &steps,
+                Duration::from_secs(timeout_s),
+                &mut lines,
+            );
+            sleep(Duration::from_millis(linger_ms));
+            if let Some(path) = &sent {
+                write_sent(path, &[&kb])?;
+            }
+            std::fs::write(&marks, lines)
+                .with_context(|| format!("writing {}", marks.display()))?;
+            result
         }
         Command::Find { name } => {
             println!("{}", devices::find_node_by_name(&name)?.display());
