@@ -147,6 +147,10 @@ impl Detectors {
     pub fn scan<'a>(&'a self, text: &str) -> Vec<(&'a str, Range<usize>)> {
         let mut out = Vec::new();
         for d in &self.list {
+            if let Check::Luhn = d.check {
+                luhn_matches(&d.regex, text, |r| out.push((d.name.as_str(), r)));
+                continue;
+            }
             for caps in d.regex.captures_iter(text) {
                 let Some(m) = caps.get(d.group) else { continue };
                 let ok = match d.check {
@@ -160,6 +164,23 @@ impl Detectors {
             }
         }
         out
+    }
+}
+
+/// Card numbers: a match that fails Luhn is retried from its next digit group, or a digit
+/// before the card ("item 9 4111 1111 1111 1111") would hide it.
+fn luhn_matches(re: &Regex, text: &str, mut found: impl FnMut(Range<usize>)) {
+    let mut at = 0;
+    while let Some(m) = re.find_at(text, at) {
+        if luhn(m.as_str()) {
+            found(m.range());
+            at = m.end();
+        } else {
+            at = match m.as_str().find([' ', '-']) {
+                Some(i) => m.start() + i + 1,
+                None => m.end(),
+            };
+        }
     }
 }
 
@@ -232,6 +253,11 @@ mod tests {
             .contains(&"github_token".into()));
         assert!(names(&d, "pay 4111 1111 1111 1111 now").contains(&"card_number".into()));
         assert!(!names(&d, "4111 1111 1111 1112").contains(&"card_number".into()));
+        let m = d.scan("item 9 4111111111111111 x");
+        assert!(
+            m.iter().any(|(n, r)| *n == "card_number" && *r == (7..23)),
+            "{m:?}"
+        );
         assert!(names(&d, "mail bob.smith@example.com").contains(&"email".into()));
         assert!(names(&d, "GB82 WEST 1234 5698 7654 32").contains(&"iban".into()));
         let m = d.scan("export PASSWORD=hunter2");

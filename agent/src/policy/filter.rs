@@ -521,7 +521,12 @@ impl Filter {
                         self.key_owner.remove(&(e.device, e.code));
                     }
                 }
-                Some(Owner::Masked) if level > Level::Timing => level = Level::Timing,
+                Some(Owner::Masked) => {
+                    level = level.min(Level::Timing);
+                    if e.value == 0 {
+                        self.key_owner.remove(&(e.device, e.code));
+                    }
+                }
                 _ => {}
             }
         }
@@ -569,9 +574,11 @@ impl Filter {
                         e.code = KEY_A;
                         self.stats.masked_keys += 1;
                     }
-                    if let Some(t) = self.texts.get_mut(&e.focus) {
-                        // The context's text is no longer known.
-                        t.clear();
+                    if e.value != 0 {
+                        if let Some(t) = self.texts.get_mut(&e.focus) {
+                            // The context's text is no longer known.
+                            t.clear();
+                        }
                     }
                 }
                 self.frame_admitted.insert(e.device, true);
