@@ -194,18 +194,7 @@ fn flipped_bytes_in_a_sealed_segment_are_named_by_verify_and_skipped_by_dump() {
     );
     let rec = env.dir.path().join("keys.yml");
     let want = key_recording(&rec, "corruption-keyboard", 3000, 1000);
-    let out = env.run(&[
-        "run",
-        "--replay",
-        rec.to_str().expect("utf-8"),
-        "--speed",
-        "max",
-    ]);
-    assert!(
-        out.status.success(),
-        "run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.replay(&rec);
     let (code, text) = env.verify();
     assert_eq!(code, 0, "the undamaged spool verifies: {text}");
     assert_eq!(

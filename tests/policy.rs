@@ -133,19 +133,7 @@ fn strokes(layout: &str, text: &str) -> Vec<Stroke> {
 fn replay_strokes(env: &Env, strokes: &[Stroke]) -> Vec<Value> {
     let rec = env.dir.path().join("strokes.yml");
     strokes_recording(&rec, strokes);
-    let out = env.run(&[
-        "run",
-        "--replay",
-        rec.to_str().expect("utf-8"),
-        "--speed",
-        "max",
-    ]);
-    assert!(
-        out.status.success(),
-        "run failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    env.replay(&rec);
     env.dump()
 }
 
@@ -159,19 +147,7 @@ fn env_with(config: &str) -> Env {
 fn replay(env: &Env, text: &str) -> Vec<Value> {
     let rec = env.dir.path().join("typing.yml");
     typing_recording(&rec, text);
-    let out = env.run(&[
-        "run",
-        "--replay",
-        rec.to_str().expect("utf-8"),
-        "--speed",
-        "max",
-    ]);
-    assert!(
-        out.status.success(),
-        "run failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    env.replay(&rec);
     env.dump()
 }
 

@@ -65,18 +65,7 @@ fn expected_events() -> Vec<(String, u64, String, String, i64)> {
 fn dump_prints_exactly_the_recorded_events_in_order_with_timestamps() {
     let env = Env::new("full", "");
     let rec = recording();
-    let out = env.run(&[
-        "run",
-        "--replay",
-        rec.to_str().expect("utf-8"),
-        "--speed",
-        "max",
-    ]);
-    assert!(
-        out.status.success(),
-        "run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = env.replay(&rec);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("wrote 178 events"),

@@ -80,6 +80,24 @@ impl Env {
         self.cmd(args).output().expect("run imprint")
     }
 
+    /// `imprint run --replay REC --speed max`, which must succeed.
+    pub fn replay(&self, rec: &Path) -> Output {
+        let out = self.run(&[
+            "run",
+            "--replay",
+            rec.to_str().expect("utf-8"),
+            "--speed",
+            "max",
+        ]);
+        assert!(
+            out.status.success(),
+            "run failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        out
+    }
+
     /// Starts `imprint ARGS` in the background.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.cmd(args)
