@@ -366,7 +366,9 @@ impl Filter {
         }
         self.close_open(out);
         self.held_keys = 0;
-        self.key_owner.clear();
+        // Keys still down keep the decision made at their press; chars are gone.
+        self.key_owner
+            .retain(|_, o| matches!(o, Owner::Dropped | Owner::Masked));
         self.composing.clear();
         for t in self.texts.values_mut() {
             // Released chars can no longer be redacted: start the contexts afresh.

@@ -306,6 +306,9 @@ struct Stream<'a> {
     t: u64,
     focus: u64,
     levels: HashMap<u64, Level>,
+    /// Keyboard keys pressed out of scope and not yet released: their repeats and release
+    /// are out of scope too, whatever has focus by then.
+    down_off: std::collections::HashSet<(u32, u16)>,
     ins: BTreeMap<u64, In>,
     secret: bool,
 }
@@ -328,7 +331,23 @@ impl Stream<'_> {
             value,
             focus: self.focus,
         };
-        let level = self.levels.get(&self.focus).copied().unwrap_or(Level::Off);
+        let mut level = self.levels.get(&self.focus).copied().unwrap_or(Level::Off);
+        if kind == EV_KEY && keys::is_keyboard_code(code) {
+            if value == 1 {
+                // The last press decides (a second press without a release is not real
+                // input, but the decision must still be the newest one).
+                if level == Level::Off {
+                    self.down_off.insert((device, code));
+                } else {
+                    self.down_off.remove(&(device, code));
+                }
+            } else if value != 1 && self.down_off.contains(&(device, code)) {
+                level = Level::Off;
+                if value == 0 {
+                    self.down_off.remove(&(device, code));
+                }
+            }
+        }
         self.ins.insert(
             self.t,
             In {
@@ -500,6 +519,7 @@ pub fn text_rebuild(data: &[u8]) -> Summary {
         t: 1_000_000_000,
         focus: 1,
         levels: HashMap::new(),
+        down_off: Default::default(),
         ins: BTreeMap::new(),
         secret: false,
     };
