@@ -597,3 +597,86 @@ fn policy_check_rejects_an_unknown_keymap() {
     assert_eq!(out.status.code(), Some(1), "{msg}");
     assert!(msg.contains("key `policy.compose_locale`"), "{msg}");
 }
+
+/// Transparency end to end: a running agent's control socket answers `imprint status` about
+/// the caller (identified by the kernel), and grants, bounds and ends the caller's pause.
+#[test]
+fn status_lets_a_user_pause_their_own_capture_within_the_policys_bound() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new("off", "[policy]\nuser_pause_max_minutes = 5\n");
+    let mut agent = common::daemon::Daemon::start(&env, &["agent"]);
+    let socket = env.data.join("control.sock");
+    common::wait_until("the control socket", Duration::from_secs(20), || {
+        socket.exists().then_some(())
+    });
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o666,
+        "every local user may ask about themselves"
+    );
+    let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let too_long = env.run(&["status", "--pause", "10"]);
+    assert_eq!(too_long.status.code(), Some(1), "{too_long:?}");
+    assert!(
+        stdout(&too_long).contains("refused:   a pause lasts 1 to 5 minutes"),
+        "{}",
+        stdout(&too_long)
+    );
+
+    let ok = env.run(&["status", "--pause", "3"]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(
+        stdout(&ok).contains("paused:    yes, by you"),
+        "{}",
+        stdout(&ok)
+    );
+    let json = env.run(&["status", "--json"]);
+    let v: Value = serde_json::from_slice(&json.stdout).expect("status json");
+    let you = &v["you"]["Ok"];
+    assert_eq!(
+        you["uid"].as_u64(),
+        Some(u64::from(nix::unistd::getuid().as_raw()))
+    );
+    let left = you["paused_for_s"].as_u64().expect("paused");
+    assert!((170..=180).contains(&left), "{you}");
+    assert_eq!(you["pause_max_minutes"].as_u64(), Some(5));
+
+    let resumed = env.run(&["status", "--resume"]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    assert!(
+        stdout(&resumed).contains("paused:    no (you may pause for up to 5 minutes"),
+        "{}",
+        stdout(&resumed)
+    );
+    // The agent's own view of the seat stays private.
+    let status = env.run_dir().join("policy.status.json");
+    common::wait_until("the policy status file", Duration::from_secs(10), || {
+        status.exists().then_some(())
+    });
+    let mode = std::fs::metadata(&status)
+        .expect("status")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(agent.alive(), "{}", agent.log());
+}
+
+#[test]
+fn status_refuses_a_pause_when_the_policy_offers_none() {
+    let env = Env::new("off", "");
+    let mut agent = common::daemon::Daemon::start(&env, &["agent"]);
+    let socket = env.data.join("control.sock");
+    common::wait_until("the control socket", Duration::from_secs(20), || {
+        socket.exists().then_some(())
+    });
+    let out = env.run(&["status", "--pause", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("does not let people pause capture"), "{text}");
+    assert!(agent.alive(), "{}", agent.log());
+}

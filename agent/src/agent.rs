@@ -207,6 +207,8 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         control,
     };
     agent.spool.enforce_retention(SystemTime::now());
+    // The control socket answers from what is published: publish before the first ring.
+    agent.write_status();
     tracing::info!(spool = %agent.opts.spool.dir.display(), resume_epoch = resume.epoch, resume_seq = resume.seq, "agent started");
     let mut waiting_logged = false;
     let mut finished_epoch = None;
