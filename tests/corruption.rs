@@ -580,18 +580,7 @@ fn corrupt_last_ring_frame_still_leaves_a_gap_record() {
     let env = Env::new("full", "[spool]\nfsync_interval_ms = 20\n");
     let rec = env.dir.path().join("keys.yml");
     let want = key_recording(&rec, "corruption-keyboard", 50, 1000);
-    let out = env.run(&[
-        "collector",
-        "--replay",
-        rec.to_str().expect("utf-8"),
-        "--speed",
-        "max",
-    ]);
-    assert!(
-        out.status.success(),
-        "collector: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.replay_with("collector", &rec, "max");
     let ring = env.run_dir().join("ring");
     let (capacity, frames) = ring_frames(&ring);
     assert_eq!(

@@ -211,18 +211,7 @@ fn ring_still_full_when_the_collector_exits_leaves_a_gap_record() {
     let env = Env::new("full", "[ring]\ncapacity_bytes = 4096\n");
     let rec = env.dir.path().join("keys.yml");
     let want = key_recording(&rec, "exhaustion-keyboard", 400, 1000);
-    let out = env.run(&[
-        "collector",
-        "--replay",
-        rec.to_str().expect("utf-8"),
-        "--speed",
-        "1",
-    ]);
-    assert!(
-        out.status.success(),
-        "collector: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.replay_with("collector", &rec, "1");
     let s = status_of(env.run(&["status", "--json"]));
     let dropped = u(&s["ring"]["frames_dropped"]);
     assert!(

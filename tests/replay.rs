@@ -120,15 +120,7 @@ fn dump_prints_exactly_the_recorded_events_in_order_with_timestamps() {
 #[test]
 fn spool_is_private() {
     let env = Env::new("full", "");
-    let rec = recording();
-    let out = env.run(&[
-        "run",
-        "--replay",
-        rec.to_str().expect("utf-8"),
-        "--speed",
-        "max",
-    ]);
-    assert!(out.status.success());
+    env.replay(&recording());
     let mode =
         |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(&env.data), 0o700);
@@ -149,19 +141,7 @@ fn spool_is_private() {
 fn empty_policy_writes_nothing() {
     let env = Env::new("full", "");
     std::fs::write(&env.config, "").expect("empty config");
-    let rec = recording();
-    let out = env.run(&[
-        "run",
-        "--replay",
-        rec.to_str().expect("utf-8"),
-        "--speed",
-        "max",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = env.replay(&recording());
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing is captured"));
     let dump = env.dump();
     assert!(

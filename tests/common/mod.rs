@@ -82,16 +82,22 @@ impl Env {
 
     /// `imprint run --replay REC --speed max`, which must succeed.
     pub fn replay(&self, rec: &Path) -> Output {
+        self.replay_with("run", rec, "max")
+    }
+
+    /// `imprint COMMAND --replay REC --speed SPEED` (`run` or `collector`), which must
+    /// succeed.
+    pub fn replay_with(&self, command: &str, rec: &Path, speed: &str) -> Output {
         let out = self.run(&[
-            "run",
+            command,
             "--replay",
             rec.to_str().expect("utf-8"),
             "--speed",
-            "max",
+            speed,
         ]);
         assert!(
             out.status.success(),
-            "run failed: {}\n{}",
+            "{command} failed: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
             String::from_utf8_lossy(&out.stdout)
         );
