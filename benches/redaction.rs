@@ -13,11 +13,11 @@
 //! spool sees, on top of the filter's own CPU time (the throughput figures).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use imprint::policy::filter::Filter;
-use imprint::policy::keys::{self, Modifiers, EV_KEY, EV_MSC, EV_SYN, MSC_SCAN};
-use imprint::policy::rules::{Origin, RuleConfig};
-use imprint::policy::{Level, Policy, PolicyConfig, PolicySpec};
-use imprint::record::{FocusInfo, InputEvent, Record};
+use imprint_policy::filter::Filter;
+use imprint_policy::keys::{self, Modifiers, EV_KEY, EV_MSC, EV_SYN, MSC_SCAN};
+use imprint_policy::rules::{Origin, RuleConfig};
+use imprint_policy::{Level, Policy, PolicyConfig, PolicySpec};
+use imprint_record::{FocusInfo, InputEvent, Record};
 use std::time::Duration;
 
 /// Prose with canaries; about one secret per 200 characters.

@@ -2,9 +2,9 @@
 //! single consumer. `cargo bench -p imprint-benches --bench ring`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use imprint::record::codec::encode_record;
-use imprint::record::{InputEvent, Record};
-use imprint::ring::{cursor_path, ring_path, ReadOutcome, RingReader, RingWriter};
+use imprint_record::codec::encode_record;
+use imprint_record::{InputEvent, Record};
+use imprint_ring::{cursor_path, ring_path, ReadOutcome, RingReader, RingWriter};
 use std::time::{Duration, Instant};
 
 fn event_frame() -> Vec<u8> {

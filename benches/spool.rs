@@ -2,9 +2,9 @@
 //! as the agent writes them. `cargo bench -p imprint-benches --bench spool`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use imprint::record::codec::{encode_batch, BatchMeta};
-use imprint::record::{InputEvent, Record};
-use imprint::spool::{Spool, SpoolOptions};
+use imprint_record::codec::{encode_batch, BatchMeta};
+use imprint_record::{InputEvent, Record};
+use imprint_spool::{Spool, SpoolOptions};
 use std::time::Duration;
 
 fn batch(n: usize) -> Vec<u8> {

@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Ring layout facts (agent/src/ring/layout.rs), restated independently.
+/// Ring layout facts (agent/ring/src/layout.rs), restated independently.
 const RING_HEADER: u64 = 4096;
 const RING_FRAME_HEADER: u64 = 16;
 const WRAP_MARKER: u32 = u32::MAX;

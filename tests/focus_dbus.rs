@@ -14,10 +14,10 @@
 mod common;
 
 use common::{spawn_focus, wait_until};
-use imprint::focus::gnome::{owner_change, parse_report, ReportError, GNOME_SHELL};
-use imprint::focus::kde::KWIN;
-use imprint::focus::{FocusConfig, Report, Resolver, TrackerKind, WindowReport};
-use imprint::procs::ProcTable;
+use imprint_procs::ProcTable;
+use imprint_session::gnome::{owner_change, parse_report, ReportError, GNOME_SHELL};
+use imprint_session::kde::KWIN;
+use imprint_session::{FocusConfig, Report, Resolver, TrackerKind, WindowReport};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -108,7 +108,7 @@ fn sender(m: &Message) -> String {
 /// Parses `m` as if its sender were the compositor.
 fn trusted(
     m: &Message,
-    c: &imprint::focus::gnome::Compositor,
+    c: &imprint_session::gnome::Compositor,
     titles: bool,
 ) -> Result<Report, ReportError> {
     parse_report(m, c, Some(&sender(m)), titles)
@@ -517,7 +517,7 @@ fn gnome_live_bus() {
         max_backoff_ms: 300,
         ..FocusConfig::default()
     };
-    let focus = spawn_focus(move |tx| imprint::focus::run(cfg, tx));
+    let focus = spawn_focus(move |tx| imprint_session::run(cfg, tx));
     rt.block_on(until_collector(&shell));
     // The bus is nobody's; the collector got in by the policy, as its own user. This is what
     // the extension checks before reporting: the name's owner is not a program of its user.
@@ -683,7 +683,7 @@ fn kde_live_bus_loads_the_script() {
         max_backoff_ms: 300,
         ..FocusConfig::default()
     };
-    let focus = spawn_focus(move |tx| imprint::focus::run(cfg, tx));
+    let focus = spawn_focus(move |tx| imprint_session::run(cfg, tx));
     let f = focus.wait_for("the script's first report", T, |f| f.pid == pid);
     assert_eq!(f.tracker, "kde");
     assert!(f.pid_verified);

@@ -8,7 +8,7 @@
 mod common;
 
 use common::{spawn_focus, wait_until};
-use imprint::focus::{FocusConfig, TrackerKind};
+use imprint_session::{FocusConfig, TrackerKind};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -135,7 +135,7 @@ fn sway_focus_follows_swaymsg_and_survives_a_restart() {
         max_backoff_ms: 300,
         ..FocusConfig::default()
     };
-    let focus = spawn_focus(move |tx| imprint::focus::run(cfg, tx));
+    let focus = spawn_focus(move |tx| imprint_session::run(cfg, tx));
 
     let one = foot(&dir, "imprint-one");
     focus.wait_for("foot one mapped", T, |f| f.app_id == "imprint-one");

@@ -7,8 +7,8 @@
 mod common;
 
 use common::{spawn_focus, wait_until};
-use imprint::focus::{FocusConfig, Report, Resolver, WindowReport};
-use imprint::procs::{read_stat, ProcTable};
+use imprint_procs::{read_stat, ProcTable};
+use imprint_session::{FocusConfig, Report, Resolver, WindowReport};
 use std::io::Write;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;

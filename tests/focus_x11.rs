@@ -8,7 +8,7 @@
 mod common;
 
 use common::{spawn_focus, wait_until, FocusRun};
-use imprint::focus::{FocusConfig, TrackerKind};
+use imprint_session::{FocusConfig, TrackerKind};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -124,7 +124,7 @@ fn tracker(display: &str) -> FocusRun {
         max_backoff_ms: 200,
         ..FocusConfig::default()
     };
-    spawn_focus(move |tx| imprint::focus::run(cfg, tx))
+    spawn_focus(move |tx| imprint_session::run(cfg, tx))
 }
 
 fn child_of(pid: u32) -> Option<u32> {
@@ -215,7 +215,7 @@ fn titles_are_off_by_default() {
         x11_display: Some(display.clone()),
         ..FocusConfig::default()
     };
-    let focus = spawn_focus(move |tx| imprint::focus::run(cfg, tx));
+    let focus = spawn_focus(move |tx| imprint_session::run(cfg, tx));
     activate(&display, &win);
     let f = focus.wait_for("xmessage", T, |f| f.pid == msg.0.id());
     assert_eq!(f.title, "", "no title unless configured");

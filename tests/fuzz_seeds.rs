@@ -55,7 +55,7 @@ fn policy_parse_seeds() {
         let data = std::fs::read(p).expect("seed");
         // Seeds must parse, or they only exercise the error path.
         let text = std::str::from_utf8(&data).expect("utf-8 seed");
-        imprint::config::Config::parse(text, Path::new("seed.toml"))
+        imprint_config::Config::parse(text, Path::new("seed.toml"))
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         fuzz::policy_parse(&data);
     }

@@ -180,7 +180,7 @@ fn spelled(dump: &[Value]) -> String {
 }
 
 fn code_name(code: u16) -> String {
-    imprint::record::names::code_name(1, code).to_string()
+    imprint_record::names::code_name(1, code).to_string()
 }
 
 fn kinds<'a>(dump: &'a [Value], kind: &str) -> Vec<&'a Value> {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::wait_until;
-use imprint::procs::{ProcIdentity, ProcTable};
+use imprint_procs::{ProcIdentity, ProcTable};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

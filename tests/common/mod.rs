@@ -181,15 +181,15 @@ pub fn synthetic_recording(path: &Path, n: usize, gap_us: u64) -> usize {
 
 /// Focus records produced by a focus tracker (or resolver) running on its own runtime thread.
 pub struct FocusRun {
-    rx: std::sync::mpsc::Receiver<imprint::record::FocusInfo>,
-    seen: std::cell::RefCell<Vec<imprint::record::FocusInfo>>,
+    rx: std::sync::mpsc::Receiver<imprint_record::FocusInfo>,
+    seen: std::cell::RefCell<Vec<imprint_record::FocusInfo>>,
 }
 
 /// Runs `start(tx)` on a private tokio runtime and collects the focus records it sends.
 /// Dropping the returned value closes the channel, which stops the tracker.
 pub fn spawn_focus<F, Fut>(start: F) -> FocusRun
 where
-    F: FnOnce(imprint::source::SourceTx) -> Fut + Send + 'static,
+    F: FnOnce(imprint_session::FocusTx) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     let (out, rx) = std::sync::mpsc::channel();
@@ -202,11 +202,9 @@ where
             let (tx, mut rx) = tokio::sync::mpsc::channel(64);
             let fut = start(tx);
             let fwd = async move {
-                while let Some(ev) = rx.recv().await {
-                    if let imprint::source::SourceEvent::Focus(f) = ev {
-                        if out.send(*f).is_err() {
-                            break;
-                        }
+                while let Some(f) = rx.recv().await {
+                    if out.send(*f).is_err() {
+                        break;
                     }
                 }
             };
@@ -228,8 +226,8 @@ impl FocusRun {
         &self,
         what: &str,
         timeout: std::time::Duration,
-        pred: impl Fn(&imprint::record::FocusInfo) -> bool,
-    ) -> imprint::record::FocusInfo {
+        pred: impl Fn(&imprint_record::FocusInfo) -> bool,
+    ) -> imprint_record::FocusInfo {
         self.try_wait_for(timeout, pred).unwrap_or_else(|| {
             panic!(
                 "no focus record for {what} within {timeout:?}; seen: {:#?}",
@@ -242,8 +240,8 @@ impl FocusRun {
     pub fn try_wait_for(
         &self,
         timeout: std::time::Duration,
-        pred: impl Fn(&imprint::record::FocusInfo) -> bool,
-    ) -> Option<imprint::record::FocusInfo> {
+        pred: impl Fn(&imprint_record::FocusInfo) -> bool,
+    ) -> Option<imprint_record::FocusInfo> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -256,7 +254,7 @@ impl FocusRun {
     }
 
     /// Every record received so far.
-    pub fn seen(&self) -> Vec<imprint::record::FocusInfo> {
+    pub fn seen(&self) -> Vec<imprint_record::FocusInfo> {
         self.seen.borrow().clone()
     }
 }

@@ -320,7 +320,7 @@ fn us_key(c: char) -> Option<(String, bool)> {
         (30, "asdfghjkl;'`", "ASDFGHJKL:\"~"),
         (43, "\\zxcvbnm,./", "|ZXCVBNM<>?"),
     ];
-    let name = |code: u16| imprint::record::names::code_name(1, code).to_string();
+    let name = |code: u16| imprint_record::names::code_name(1, code).to_string();
     match c {
         ' ' => return Some((name(57), false)),
         '\n' => return Some((name(28), false)),
@@ -606,7 +606,7 @@ fn vt_programs_get_their_policy_levels() {
         let hint = if echo_off_keys == 0 {
             "\nThe filter never found echo off (policy.filter.echo_off_keys is 0). It asks only \
              for foci with a terminal_pid, i.e. programs in a terminal emulator, and a VT focus \
-             has none: agent/src/policy/filter.rs must also ask for foci of the `tty` tracker."
+             has none: agent/policy/src/filter.rs must also ask for foci of the `tty` tracker."
         } else {
             ""
         };

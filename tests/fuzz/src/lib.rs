@@ -4,13 +4,13 @@
 //!
 //! Every check panics on a broken invariant: that is what libFuzzer reports as a crash.
 
-use imprint::config::Config;
-use imprint::policy::detect::Detectors;
-use imprint::policy::filter::Filter;
-use imprint::policy::keys::{self, Modifiers, EV_KEY, EV_MSC, EV_REL, EV_SYN, KEY_A, MSC_SCAN};
-use imprint::policy::rules::{DeviceClass, Origin, RuleConfig, Subject};
-use imprint::policy::{Level, Policy, PolicyConfig, PolicySpec};
-use imprint::record::{FocusInfo, InputEvent, Record};
+use imprint_config::Config;
+use imprint_policy::detect::Detectors;
+use imprint_policy::filter::Filter;
+use imprint_policy::keys::{self, Modifiers, EV_KEY, EV_MSC, EV_REL, EV_SYN, KEY_A, MSC_SCAN};
+use imprint_policy::rules::{DeviceClass, Origin, RuleConfig, Subject};
+use imprint_policy::{Level, Policy, PolicyConfig, PolicySpec};
+use imprint_record::{FocusInfo, InputEvent, Record};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::OnceLock;

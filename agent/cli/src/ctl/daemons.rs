@@ -1,0 +1,222 @@
+//! `imprint run`, `imprint collector` and `imprint agent`: wiring the pipeline halves to
+//! configuration, signals and each other.
+
+use super::{ensure_parent, Locations, Paths};
+use imprint_agent::{AgentOptions, StopHandle};
+use imprint_collector::{Collector, CollectorOptions, Input};
+use imprint_config::Config;
+use imprint_record::FocusInfo;
+use imprint_source::{ebpf::EbpfOptions, evdev::INPUT_DIR, libinput_yaml, replay::Speed};
+use imprint_spool::SpoolOptions;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// `imprint run`: both halves in one process. With `--replay` it exits once the recording
+/// is on disk; otherwise on SIGTERM or SIGINT, after draining what was captured.
+pub fn run(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Result<i32> {
+    let cfg = loc.load()?;
+    let paths = loc.paths(&cfg);
+    let input = input_for(&cfg, replay, speed)?;
+    let replayed = match &input {
+        Input::Replay(rec, _) => Some((
+            rec.events.len(),
+            rec.devices
+                .iter()
+                .map(|d| d.name.clone())
+                .collect::<Vec<_>>(),
+        )),
+        _ => None,
+    };
+    let rt = runtime()?;
+    let collector = Collector::create(&collector_options(&cfg, &paths)?)?;
+    let stop = StopHandle::default();
+    let mut opts = agent_options(&cfg, &paths, true)?;
+    opts.policy_source = Some(loc.config_source());
+    let agent_stop = stop.clone();
+    let agent = std::thread::Builder::new()
+        .name("imprint-agent".into())
+        .spawn(move || imprint_agent::run(opts, agent_stop))?;
+    let focus = focus_for(&cfg, &input);
+    let summary = rt.block_on(collector.run(input, focus, shutdown_signal()));
+    if summary.is_err() {
+        stop.stop();
+    }
+    let stats = agent
+        .join()
+        .map_err(|_| anyhow::anyhow!("agent thread panicked"))??;
+    let summary = summary?;
+
+    if let Some((events, devices)) = replayed {
+        println!(
+            "replayed {events} events from {} devices ({})",
+            devices.len(),
+            devices.join(", ")
+        );
+    }
+    println!(
+        "captured {} events; wrote {} events ({} records in {} batches) to {} ({} bytes), policy level {}",
+        summary.events,
+        stats.events_written,
+        stats.records_written,
+        stats.batches_written,
+        paths.spool.display(),
+        stats.spool_bytes,
+        stats.level
+    );
+    println!(
+        "dropped: ring_full={} policy={} disk={} ring_corrupt={}",
+        summary.frames_dropped, stats.dropped_policy, stats.dropped_disk, stats.ring_corrupt_frames
+    );
+    if stats.level == "off" && stats.events_written == 0 {
+        println!(
+            "the policy admitted nothing: nothing is captured or written \
+             (add [[rule]] entries, or set capture.default_level, in the config)"
+        );
+    }
+    Ok(0)
+}
+
+/// `imprint collector`: the privileged half alone.
+pub fn collector(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Result<i32> {
+    let cfg = loc.load()?;
+    let paths = loc.paths(&cfg);
+    let input = input_for(&cfg, replay, speed)?;
+    let rt = runtime()?;
+    let collector = Collector::create(&collector_options(&cfg, &paths)?)?;
+    let focus = focus_for(&cfg, &input);
+    rt.block_on(collector.run(input, focus, shutdown_signal()))?;
+    Ok(0)
+}
+
+/// `imprint agent`: the unprivileged half alone.
+pub fn agent(loc: &Locations, exit_when_closed: bool) -> anyhow::Result<i32> {
+    let cfg = loc.load()?;
+    let paths = loc.paths(&cfg);
+    let mut opts = agent_options(&cfg, &paths, exit_when_closed)?;
+    opts.policy_source = Some(loc.config_source());
+    let stop = StopHandle::default();
+    let signal_stop = stop.clone();
+    let rt = runtime()?;
+    std::thread::Builder::new()
+        .name("imprint-signals".into())
+        .spawn(move || {
+            rt.block_on(shutdown_signal());
+            signal_stop.stop();
+        })?;
+    let stats = imprint_agent::run(opts, stop)?;
+    tracing::info!(events = stats.events_written, "agent stopped");
+    Ok(0)
+}
+
+fn input_for(cfg: &Config, replay: Option<&Path>, speed: Speed) -> anyhow::Result<Input> {
+    if cfg
+        .compile_policy(Path::new(imprint_config::DEFAULT_PATH))?
+        .captures_nothing()
+    {
+        return Ok(Input::Off);
+    }
+    Ok(match replay {
+        Some(path) => Input::Replay(libinput_yaml::load(path)?, speed),
+        // eBPF first; the collector falls back to evdev (and says why) when it cannot load.
+        None => Input::Ebpf(EbpfOptions::from_env(), INPUT_DIR.into()),
+    })
+}
+
+/// Focus tracking for live input, on its own thread: its X11 client makes blocking round
+/// trips, and a hung display server must never stall the capture loop.
+fn focus_for(cfg: &Config, input: &Input) -> Option<mpsc::Receiver<Box<FocusInfo>>> {
+    if !matches!(input, Input::Evdev(_) | Input::Ebpf(..)) {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel(64);
+    let focus = cfg.focus.clone();
+    let spawned = std::thread::Builder::new()
+        .name("imprint-focus".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(imprint_session::run(focus, tx)),
+                Err(e) => tracing::error!(error = %e, "cannot start the focus tracker"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the focus tracker; events carry unknown focus");
+    }
+    Some(rx)
+}
+
+fn collector_options(cfg: &Config, paths: &Paths) -> anyhow::Result<CollectorOptions> {
+    prepare_data_dir(paths)?;
+    // The ring's directory is traversable by the agent's group; the ring itself is 0640.
+    ensure_parent(&paths.ring, 0o750)?;
+    Ok(CollectorOptions {
+        ring_path: paths.ring.clone(),
+        cursor_path: paths.cursor.clone(),
+        ring_capacity: cfg.ring.capacity_bytes,
+        ring_mode: 0o640,
+        ring_group: Some("imprint".into()),
+    })
+}
+
+fn agent_options(
+    cfg: &Config,
+    paths: &Paths,
+    exit_when_closed: bool,
+) -> anyhow::Result<AgentOptions> {
+    prepare_data_dir(paths)?;
+    ensure_parent(&paths.cursor, 0o750)?;
+    if paths.control.parent() != paths.spool.parent() {
+        // Every local user may reach the socket (it answers each about themselves only).
+        ensure_parent(&paths.control, 0o755)?;
+    }
+    Ok(AgentOptions {
+        ring_path: paths.ring.clone(),
+        cursor_path: paths.cursor.clone(),
+        status_path: paths.status.clone(),
+        spool: SpoolOptions {
+            segment_max_bytes: cfg.spool.segment_max_bytes,
+            retention_max_bytes: cfg.spool.retention_max_bytes,
+            retention_max_age: Duration::from_secs(cfg.spool.retention_max_age_hours * 3600),
+            ..SpoolOptions::new(paths.spool.clone())
+        },
+        fsync_interval: cfg.spool.fsync_interval(),
+        policy: cfg.compile_policy(Path::new(imprint_config::DEFAULT_PATH))?,
+        policy_source: None,
+        exit_when_closed,
+        control_path: Some(paths.control.clone()),
+    })
+}
+
+/// The data directory is private (0700) before anything is created inside it.
+fn prepare_data_dir(paths: &Paths) -> anyhow::Result<()> {
+    ensure_parent(&paths.spool, 0o700)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}

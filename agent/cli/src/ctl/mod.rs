@@ -1,0 +1,200 @@
+//! The `imprint` command line: the daemons (`collector`, `agent`, or both as `run`) and the
+//! tools that read what they wrote (`dump`, `verify`, `status`).
+
+mod daemons;
+mod dump;
+mod policy;
+mod status;
+mod verify;
+mod walk;
+
+use clap::{Parser, Subcommand};
+use imprint_config::{self, Config};
+use imprint_source::replay::Speed;
+use std::path::{Path, PathBuf};
+
+/// imprint: consented keyboard and pointer capture for Linux fleets.
+#[derive(Parser, Debug)]
+#[command(name = "imprint", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    loc: Locations,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where to find the configuration and state.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Locations {
+    /// Configuration file [default: /etc/imprint/imprint.toml]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// State directory: the spool lives in DIR/spool; for `run`, `status` and the daemons the
+    /// ring and status files then live in DIR/run too (development and tests).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the collector and the agent in one process (for trying imprint and development).
+    Run {
+        /// Replay a `libinput record` recording instead of reading input devices; exits once
+        /// it has been written to disk.
+        #[arg(long, value_name = "FILE.yaml")]
+        replay: Option<PathBuf>,
+        /// Replay pace: `max`, or a factor of the recorded pace (1 = real time).
+        #[arg(long, default_value = "1", requires = "replay")]
+        speed: Speed,
+    },
+    /// Run the privileged collector: capture → ring.
+    Collector {
+        #[arg(long, value_name = "FILE.yaml")]
+        replay: Option<PathBuf>,
+        #[arg(long, default_value = "1", requires = "replay")]
+        speed: Speed,
+    },
+    /// Run the unprivileged agent: ring → policy → spool.
+    Agent {
+        /// Exit once the collector has closed its ring and it is drained.
+        #[arg(long)]
+        exit_when_closed: bool,
+    },
+    /// Print the spool as JSON lines, in order.
+    Dump,
+    /// Check every segment and frame; exit non-zero on corruption.
+    Verify,
+    /// Pause capture: the collector closes the in-kernel gate (evdev: drops events) until
+    /// `imprint resume`. The pause survives a collector restart.
+    Pause,
+    /// Resume capture after `imprint pause`.
+    Resume,
+    /// Check a policy, or explain what it decides for an application.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Show what is being captured right now, ring fill, spool size and drop counters.
+    Status {
+        /// Machine-readable JSON.
+        #[arg(long, conflicts_with = "prometheus")]
+        json: bool,
+        /// Prometheus text exposition format.
+        #[arg(long)]
+        prometheus: bool,
+        /// Pause capture of your own sessions for MINUTES (where the policy allows it).
+        #[arg(long, value_name = "MINUTES", conflicts_with_all = ["resume", "prometheus"])]
+        pause: Option<u64>,
+        /// End your pause now.
+        #[arg(long, conflicts_with = "prometheus")]
+        resume: bool,
+    },
+}
+
+/// Resolved paths for one invocation.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub ring: PathBuf,
+    pub cursor: PathBuf,
+    pub status: PathBuf,
+    pub spool: PathBuf,
+    /// The agent's control socket.
+    pub control: PathBuf,
+}
+
+impl Locations {
+    fn load(&self) -> anyhow::Result<Config> {
+        let (path, must_exist) = self.config_source();
+        Ok(Config::load(&path, must_exist)?)
+    }
+
+    /// The configuration file, and whether it must exist.
+    fn config_source(&self) -> (PathBuf, bool) {
+        match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(imprint_config::DEFAULT_PATH), false),
+        }
+    }
+
+    fn paths(&self, cfg: &Config) -> Paths {
+        let (run, agent_run, data) = match &self.data_dir {
+            Some(d) => (d.join("run"), d.join("run"), d.clone()),
+            None => (
+                cfg.paths.run_dir.clone(),
+                cfg.paths.agent_run_dir.clone(),
+                cfg.paths.data_dir.clone(),
+            ),
+        };
+        Paths {
+            ring: imprint_ring::ring_path(&run),
+            cursor: agent_run.join(imprint_ring::CURSOR_FILE),
+            status: agent_run.join("agent.status.json"),
+            control: match &self.data_dir {
+                Some(d) => d.join(imprint_agent::control::SOCKET_FILE),
+                None => cfg
+                    .paths
+                    .status_dir
+                    .join(imprint_agent::control::SOCKET_FILE),
+            },
+            spool: data.join("spool"),
+        }
+    }
+}
+
+/// Entry point of the `imprint` binary; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging();
+    let loc = cli.loc;
+    let result = match cli.command {
+        Command::Run { replay, speed } => daemons::run(&loc, replay.as_deref(), speed),
+        Command::Collector { replay, speed } => daemons::collector(&loc, replay.as_deref(), speed),
+        Command::Agent { exit_when_closed } => daemons::agent(&loc, exit_when_closed),
+        Command::Dump => dump::run(&loc),
+        Command::Verify => verify::run(&loc),
+        Command::Status {
+            json,
+            prometheus,
+            pause,
+            resume,
+        } => {
+            let ask = match (pause, resume) {
+                (Some(minutes), _) => imprint_agent::control::Request::Pause { minutes },
+                (None, true) => imprint_agent::control::Request::Resume,
+                (None, false) => imprint_agent::control::Request::Status,
+            };
+            status::run(&loc, json, prometheus, ask)
+        }
+        Command::Policy(cmd) => policy::run(&loc, cmd),
+        Command::Pause => status::pause(&loc, true),
+        Command::Resume => status::pause(&loc, false),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("imprint: {e:#}");
+            2
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("IMPRINT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Creates the directory a file lives in with `mode`, when missing.
+fn ensure_parent(path: &Path, mode: u32) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        imprint_fsutil::ensure_dir_mode(dir, mode)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    }
+    Ok(())
+}

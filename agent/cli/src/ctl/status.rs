@@ -1,0 +1,387 @@
+//! `imprint status`: whether capture is on, which source is live, the ring's fill, the
+//! spool's size and every drop counter.
+
+use super::Locations;
+use imprint_agent::control::{self, Reply, Request};
+use imprint_agent::{policy_status_path, PolicyStatus};
+use imprint_metrics::{prometheus, AgentStats, Exposition};
+use imprint_ring::reader::peek_stats;
+use imprint_ring::RingStats;
+use imprint_source::ebpf::{peek_status as peek_ebpf, EbpfStatus};
+
+pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Result<i32> {
+    let cfg = loc.load()?;
+    let paths = loc.paths(&cfg);
+    let acting = ask != Request::Status;
+    let you = (!prom).then(|| control::request(&paths.control, &ask));
+    let refused = matches!(&you, Some(Ok(r)) if r.error.is_some())
+        || (acting && matches!(&you, Some(Err(_))));
+    let code = i32::from(refused);
+    let ring = peek_stats(&paths.ring, &paths.cursor);
+    let agent = AgentStats::read(&paths.status);
+    let ring_ok = ring.as_ref().ok();
+    let agent_ok = agent.as_ref().ok();
+    let alive = ring_ok.is_some_and(|r| !r.closed && pid_alive(r.collector_pid));
+    let ebpf = ring_ok.and_then(|_| peek_ebpf(&paths.ring).ok());
+    let pstatus = read_policy_status(&policy_status_path(&paths.status));
+    if prom {
+        let bpf_lost = ebpf
+            .as_ref()
+            .map(|e| vec![("{stage=\"bpf_reserve\"}", e.kernel.reserve_failed)])
+            .unwrap_or_default();
+        print!("{}", prometheus(ring_ok, agent_ok, &bpf_lost));
+        if let Some(p) = &pstatus {
+            print!("{}", policy_prometheus(p));
+        }
+        if let Some(e) = &ebpf {
+            print!("{}", ebpf_prometheus(e));
+        }
+        return Ok(0);
+    }
+    if json {
+        let v = serde_json::json!({
+            "capture_on": alive && ring_ok.is_some_and(|r| r.capture_on),
+            "collector_running": alive,
+            "ring": ring_ok,
+            "ebpf": ebpf,
+            "agent": agent_ok,
+            "policy_level": cfg.capture.default_level.as_str(),
+            "policy": pstatus,
+            "you": you.as_ref().map(|r| r.as_ref().map_err(|e| e.to_string())),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(code);
+    }
+    match &ring {
+        Ok(r) if alive => {
+            print_ring(r);
+            if let Some(e) = &ebpf {
+                print_ebpf(e);
+            }
+        }
+        Ok(r) => {
+            println!(
+                "capture:   off (collector not running; last ring epoch {})",
+                r.epoch
+            );
+            print_ring_counters(r);
+        }
+        Err(e) => println!("capture:   off (no collector ring: {e})"),
+    }
+    match (&pstatus, cfg.compile_policy(&loc.config_source().0)) {
+        (Some(p), _) => print_policy(p),
+        (None, _) if you.as_ref().is_some_and(|r| r.is_ok()) => {}
+        (None, Ok(p)) => println!(
+            "policy:    {} rules; default {}, unknown focus {} (from configuration; the agent has not reported yet)",
+            p.stamp().rules,
+            p.default_level().as_str(),
+            p.unknown_focus_level().as_str()
+        ),
+        (None, Err(e)) => println!("policy:    invalid configuration: {e}"),
+    }
+    match &agent {
+        Ok(a) => {
+            println!(
+                "spool:     {} bytes in {}",
+                a.spool_bytes,
+                paths.spool.display()
+            );
+            println!(
+                "written:   {} events in {} batches",
+                a.events_written, a.batches_written
+            );
+            println!(
+                "agent drops: policy={} disk={} (gap pending: {}) ring_corrupt={}",
+                a.dropped_policy, a.dropped_disk, a.dropped_disk_pending, a.ring_corrupt_frames
+            );
+        }
+        Err(e) => println!("agent:     no status yet ({}: {e})", paths.status.display()),
+    }
+    if let Some(you) = &you {
+        print_you(you);
+    }
+    Ok(code)
+}
+
+/// The caller's own part, as the agent's control socket tells it.
+fn print_you(you: &Result<Reply, control::ControlError>) {
+    let r = match you {
+        Ok(r) => r,
+        Err(e) => {
+            println!("you:       the agent cannot be asked ({e})");
+            return;
+        }
+    };
+    if let Some(e) = &r.error {
+        println!("refused:   {e}");
+    }
+    if !r.policy.is_empty() {
+        println!("policy:    {} (version:hash)", r.policy);
+    }
+    match &r.focused {
+        Some(c) => {
+            let app = if c.app_id.is_empty() {
+                c.exe.clone()
+            } else {
+                format!("{} ({})", c.exe, c.app_id)
+            };
+            let secure = c
+                .secure
+                .as_deref()
+                .map(|s| format!("; secure input: {s}, capped at timing"))
+                .unwrap_or_default();
+            println!(
+                "you:       focused {app}: captured at level {} (rule {}){secure}",
+                c.level, c.rule
+            );
+        }
+        None => println!("you:       no application of yours has focus on this seat"),
+    }
+    match (r.paused_for_s, r.pause_max_minutes) {
+        (Some(s), _) => println!(
+            "paused:    yes, by you: nothing of yours is captured for {} min {} s more (`imprint status --resume` ends it)",
+            s / 60,
+            s % 60
+        ),
+        (None, 0) => println!("paused:    no (this machine's policy does not offer pausing)"),
+        (None, max) => println!(
+            "paused:    no (you may pause for up to {max} minutes: `imprint status --pause MINUTES`)"
+        ),
+    }
+}
+
+fn print_ring(r: &RingStats) {
+    println!(
+        "capture:   {} (source: {}, {} devices, collector pid {})",
+        if r.capture_on { "on" } else { "off" },
+        r.source,
+        r.devices,
+        r.collector_pid
+    );
+    print_ring_counters(r);
+}
+
+fn print_ring_counters(r: &RingStats) {
+    let pct = if r.capacity > 0 {
+        r.pending_bytes as f64 * 100.0 / r.capacity as f64
+    } else {
+        0.0
+    };
+    println!(
+        "ring:      {} of {} bytes pending ({pct:.1}%)",
+        r.pending_bytes, r.capacity
+    );
+    println!(
+        "captured:  evdev={} ebpf={} replay={}",
+        r.events_evdev, r.events_ebpf, r.events_replay
+    );
+    println!(
+        "collector drops: ring_full={} evdev_syn_dropped={} (gap records written: {})",
+        r.frames_dropped, r.evdev_dropped, r.gaps_written
+    );
+}
+
+fn pid_alive(pid: u32) -> bool {
+    pid != 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+fn print_ebpf(e: &EbpfStatus) {
+    if e.paused {
+        println!("paused:    yes: no input event is captured (`imprint resume` resumes)");
+    }
+    match (e.live, e.fallback, &e.reason) {
+        (true, _, _) => println!(
+            "ebpf:      live (ring buffer {} bytes, {} wake-ups; kernel: {} submitted, {} gated while paused, {} lost to a full ring buffer)",
+            e.ringbuf_bytes, e.wakeups, e.kernel.submitted, e.kernel.gated_off, e.kernel.reserve_failed
+        ),
+        (false, Some(code), reason) => println!(
+            "ebpf:      unavailable ({code}), using evdev: {}",
+            reason.as_deref().unwrap_or("")
+        ),
+        (false, None, _) => {}
+    }
+}
+
+/// The eBPF source's metrics (their own families; the shared ones come from `metrics`).
+fn ebpf_prometheus(e: &EbpfStatus) -> String {
+    let k = &e.kernel;
+    let mut out = Exposition::default();
+    out.one(
+        "imprint_ebpf_live",
+        "gauge",
+        "1 while the eBPF source is live (0: evdev fallback, see imprint status).",
+        u64::from(e.live),
+    );
+    out.one(
+        "imprint_capture_paused",
+        "gauge",
+        "1 while capture is paused.",
+        u64::from(e.paused),
+    );
+    out.family(
+        "imprint_bpf_events_total",
+        "counter",
+        "Input events seen by the eBPF programs, by outcome.",
+        &[
+            ("{outcome=\"submitted\"}", k.submitted),
+            ("{outcome=\"gated_off\"}", k.gated_off),
+            ("{outcome=\"gated_device\"}", k.gated_device),
+            ("{outcome=\"gated_type\"}", k.gated_type),
+            ("{outcome=\"reserve_failed\"}", k.reserve_failed),
+        ],
+    );
+    out.one(
+        "imprint_bpf_ringbuf_wakeups_total",
+        "counter",
+        "Times the collector woke to drain the BPF ring buffer.",
+        e.wakeups,
+    );
+    out.finish()
+}
+
+/// `imprint pause` / `imprint resume`: creates or removes the pause file beside the ring, which
+/// the collector watches.
+pub fn pause(loc: &Locations, on: bool) -> anyhow::Result<i32> {
+    let cfg = loc.load()?;
+    let paths = loc.paths(&cfg);
+    let dir = paths
+        .ring
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("the ring path has no directory"))?;
+    let file = dir.join(imprint_source::ebpf::PAUSE_FILE);
+    if on {
+        std::fs::write(&file, b"").map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        println!("capture paused ({} exists)", file.display());
+    } else {
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("{}: {e}", file.display()),
+        }
+        println!("capture resumed");
+    }
+    Ok(0)
+}
+
+fn read_policy_status(path: &std::path::Path) -> Option<PolicyStatus> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The policy in force and what it did (from the agent's private status file; the caller's
+/// own focus comes from the control socket, see [`print_you`]).
+fn print_policy(p: &PolicyStatus) {
+    println!(
+        "policy:    version {}, hash {}, {} rules; default {}, unknown focus {}",
+        p.stamp.version, p.stamp.hash, p.stamp.rules, p.default_level, p.unknown_focus_level
+    );
+    let f = &p.filter;
+    let redacted: Vec<String> = f.redacted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "redaction: {} keys masked (timing), {} keys capped by echo-off terminals, {} pastes, redacted: {}",
+        f.masked_keys,
+        f.echo_off_keys,
+        f.pastes,
+        if redacted.is_empty() {
+            "none".to_owned()
+        } else {
+            redacted.join(" ")
+        }
+    );
+    if !f.keymap.is_empty() {
+        println!(
+            "keymap:    {}{}",
+            f.keymap,
+            if f.keymap_fallback {
+                " (libxkbcommon unavailable: typed text rebuilt with the US layout)"
+            } else {
+                ""
+            }
+        );
+    }
+    if f.motion_coalesced > 0 || f.paused > 0 {
+        println!(
+            "pointer:   {} motion events coalesced; {} events not written while users paused",
+            f.motion_coalesced, f.paused
+        );
+    }
+    if p.reload.reloads > 0 || p.reload.failures > 0 {
+        println!(
+            "reloads:   {} ok, {} refused{}",
+            p.reload.reloads,
+            p.reload.failures,
+            p.reload
+                .last_error
+                .as_deref()
+                .map(|e| format!(" (last: {e})"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// Policy metrics in Prometheus text format.
+fn policy_prometheus(p: &PolicyStatus) -> String {
+    let mut out = Exposition::default();
+    let rules: Vec<(String, u64)> = p
+        .filter
+        .redacted
+        .iter()
+        .map(|(rule, n)| {
+            let rule = rule.replace(['\\', '"', '\n'], "_");
+            (format!("{{rule=\"{rule}\"}}"), *n)
+        })
+        .collect();
+    let samples: Vec<(&str, u64)> = rules.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    out.family(
+        "imprint_events_redacted_total",
+        "counter",
+        "Key presses replaced by redaction records, by rule.",
+        &samples,
+    );
+    let f = &p.filter;
+    for (name, help, v) in [
+        (
+            "imprint_keys_masked_total",
+            "Printable key events masked at level timing.",
+            f.masked_keys,
+        ),
+        (
+            "imprint_pastes_total",
+            "Paste shortcuts recorded as paste markers.",
+            f.pastes,
+        ),
+        (
+            "imprint_redaction_late_total",
+            "Matches found after part of them had left the holdback window.",
+            f.late_matches,
+        ),
+        (
+            "imprint_events_paused_total",
+            "Input events not written because their user paused capture.",
+            f.paused,
+        ),
+        (
+            "imprint_motion_coalesced_total",
+            "Relative pointer motion events summed into others.",
+            f.motion_coalesced,
+        ),
+        (
+            "imprint_keymap_fallback",
+            "1 when typed text is rebuilt with the built-in US layout because xkb is unavailable.",
+            u64::from(f.keymap_fallback),
+        ),
+        (
+            "imprint_policy_reloads_total",
+            "Policy reloads applied.",
+            p.reload.reloads,
+        ),
+        (
+            "imprint_policy_reload_failures_total",
+            "Policy reloads refused because the new policy did not validate.",
+            p.reload.failures,
+        ),
+    ] {
+        out.one(name, "counter", help, v);
+    }
+    out.finish()
+}

@@ -1,0 +1,226 @@
+//! The records that cross stage boundaries (source → collector → ring → agent → spool),
+//! defined once. Their wire form is the Cap'n Proto schema in `capnp/`; see [`codec`].
+
+pub mod codec;
+pub mod names;
+
+use imprint_common::RawInput;
+use serde::Serialize;
+
+/// Where a record's events came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    #[default]
+    Unknown,
+    Evdev,
+    Ebpf,
+    Replay,
+}
+
+/// One input event, tagged with its device and the focus in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InputEvent {
+    pub mono_ns: u64,
+    pub device: u32,
+    pub kind: u16,
+    pub code: u16,
+    pub value: i32,
+    /// Focus sequence in force (0 while focus is unknown).
+    pub focus: u64,
+}
+
+impl From<RawInput> for InputEvent {
+    fn from(r: RawInput) -> Self {
+        InputEvent {
+            mono_ns: r.mono_ns,
+            device: r.device,
+            kind: r.kind,
+            code: r.code,
+            value: r.value,
+            focus: 0,
+        }
+    }
+}
+
+/// An input device in the collector's device table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub index: u32,
+    pub name: String,
+    pub bus: u16,
+    pub vendor: u16,
+    pub product: u16,
+    pub version: u16,
+    pub phys: String,
+    /// uinput or otherwise injected rather than physical hardware.
+    pub is_virtual: bool,
+    pub node: String,
+    pub removed: bool,
+    pub mono_ns: u64,
+    pub source: Source,
+}
+
+/// The stage at which events were lost; mirrors `Stage` in the schema.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    #[default]
+    Unknown,
+    BpfReserve,
+    RingFull,
+    EvdevSynDropped,
+    Policy,
+    Disk,
+    RingCorrupt,
+    SpoolCorrupt,
+    SpoolTorn,
+    Paused,
+}
+
+impl Stage {
+    /// The label used in metrics and JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Unknown => "unknown",
+            Stage::BpfReserve => "bpf_reserve",
+            Stage::RingFull => "ring_full",
+            Stage::EvdevSynDropped => "evdev_syn_dropped",
+            Stage::Policy => "policy",
+            Stage::Disk => "disk",
+            Stage::RingCorrupt => "ring_corrupt",
+            Stage::SpoolCorrupt => "spool_corrupt",
+            Stage::SpoolTorn => "spool_torn",
+            Stage::Paused => "paused",
+        }
+    }
+}
+
+/// `Gap::device` when a loss concerns no single device.
+pub const NO_DEVICE: u32 = u32::MAX;
+
+/// A counted loss of events between two instants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gap {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub stage: Stage,
+    pub count: u64,
+    pub device: u32,
+}
+
+/// The application that had focus from `mono_ns` on; events carry its `seq`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FocusInfo {
+    /// Increases with every focus change within one collector run; 0 means "unknown".
+    pub seq: u64,
+    pub mono_ns: u64,
+    pub pid: u32,
+    /// Process start time in clock ticks since boot (with `pid`, a unique process identity).
+    pub start_time: u64,
+    pub exe: String,
+    pub app_id: String,
+    pub unit: String,
+    pub cgroup: String,
+    pub uid: u32,
+    pub session: String,
+    pub seat: String,
+    /// Only filled when titles are enabled by configuration.
+    pub title: String,
+    pub wm_class: String,
+    /// The pid came from the display server or kernel, not from the client's own claim.
+    pub pid_verified: bool,
+    /// Which tracker reported it (x11, sway, hyprland, gnome, kde, tty).
+    pub tracker: String,
+    /// Focus is not known (no tracker, or it lost its display server).
+    pub unknown: bool,
+    /// For a terminal window: the terminal emulator (pid/exe are its foreground program).
+    pub terminal_pid: u32,
+    pub terminal_exe: String,
+    /// Only filled when enabled by configuration: command lines can hold secrets.
+    pub cmdline: String,
+}
+
+/// The policy in force when records were admitted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyStamp {
+    pub version: u64,
+    pub hash: String,
+    pub default_level: String,
+    /// Number of rules in the effective policy.
+    pub rules: u32,
+}
+
+/// Key events replaced by policy: their timing is kept, their identity is not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redaction {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    /// The detector (or secure-input rule) that matched.
+    pub rule: String,
+    /// Key presses replaced.
+    pub count: u32,
+    pub placeholder: String,
+    pub focus: u64,
+    pub device: u32,
+    /// Press time of every replaced key.
+    pub key_times_ns: Vec<u64>,
+}
+
+/// Per-interval activity counts (level `counts`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub focus: u64,
+    pub keys: u32,
+    pub clicks: u32,
+    pub motion: u32,
+    pub scroll: u32,
+}
+
+/// A paste shortcut, without content.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Paste {
+    pub mono_ns: u64,
+    pub focus: u64,
+    pub device: u32,
+}
+
+/// Any record that travels through the ring and lands in the spool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    Event(InputEvent),
+    Device(DeviceInfo),
+    Gap(Gap),
+    Focus(Box<FocusInfo>),
+    Policy(PolicyStamp),
+    Redaction(Box<Redaction>),
+    Counts(Counts),
+    Paste(Paste),
+    /// A record kind this build does not interpret (written by a newer producer).
+    Other,
+}
+
+impl Record {
+    /// The monotonic timestamp the record refers to, for ordering.
+    pub fn mono_ns(&self) -> u64 {
+        match self {
+            Record::Event(e) => e.mono_ns,
+            Record::Device(d) => d.mono_ns,
+            Record::Gap(g) => g.from_ns,
+            Record::Focus(f) => f.mono_ns,
+            Record::Redaction(r) => r.from_ns,
+            Record::Counts(c) => c.from_ns,
+            Record::Paste(p) => p.mono_ns,
+            Record::Policy(_) | Record::Other => 0,
+        }
+    }
+}
+
+/// Reads the current CLOCK_MONOTONIC time in nanoseconds.
+pub fn monotonic_now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}

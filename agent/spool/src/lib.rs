@@ -1,0 +1,312 @@
+//! The durable spool: CRC-framed segments on disk, sealed with zstd on rotation, recovered
+//! after a crash, and trimmed by size and age.
+//!
+//! Payloads are opaque here (the agent writes capnp batches); the spool only guarantees that
+//! what [`Spool::sync`] returned for is on disk, and that a torn write is found and cut.
+
+pub mod frame;
+pub mod read;
+pub mod sealed;
+
+pub use read::{list_segments, read_segment, Item, SegmentFile};
+
+use imprint_fsutil as fsutil;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Spool sizing and retention.
+#[derive(Clone, Debug)]
+pub struct SpoolOptions {
+    pub dir: PathBuf,
+    /// An open segment is sealed once it reaches this size.
+    pub segment_max_bytes: u64,
+    /// Oldest sealed segments are deleted while the spool is larger than this.
+    pub retention_max_bytes: u64,
+    /// Sealed segments older than this are deleted.
+    pub retention_max_age: Duration,
+    pub zstd_level: i32,
+}
+
+impl SpoolOptions {
+    /// Defaults for a spool in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        SpoolOptions {
+            dir,
+            segment_max_bytes: 16 << 20,
+            retention_max_bytes: 1 << 30,
+            retention_max_age: Duration::from_secs(7 * 24 * 3600),
+            zstd_level: 3,
+        }
+    }
+}
+
+/// Spool failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool is out of space ({path})")]
+    NoSpace { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SpoolError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        if fsutil::is_out_of_space(&source) {
+            SpoolError::NoSpace {
+                path: path.to_owned(),
+            }
+        } else {
+            SpoolError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+}
+
+/// What start-up recovery found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Payload of the newest intact frame: where the agent left off.
+    pub last_payload: Option<Vec<u8>>,
+    /// Bytes cut from torn tails.
+    pub torn_bytes: u64,
+    /// Open segments found (and sealed) from a previous run.
+    pub recovered_segments: usize,
+}
+
+struct OpenSegment {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    frame_ends: Vec<usize>,
+    synced: bool,
+}
+
+/// The spool writer.
+pub struct Spool {
+    opts: SpoolOptions,
+    open: Option<OpenSegment>,
+    next_seq: u64,
+    scratch: Vec<u8>,
+}
+
+impl Spool {
+    /// Opens (creating 0700) the spool, recovering open segments left by a crash.
+    pub fn open(opts: SpoolOptions) -> Result<(Spool, Recovery), SpoolError> {
+        fsutil::ensure_private_dir(&opts.dir).map_err(|e| SpoolError::io(&opts.dir, e))?;
+        let mut rec = Recovery::default();
+        let mut spool = Spool {
+            opts,
+            open: None,
+            next_seq: 1,
+            scratch: Vec::new(),
+        };
+        spool.remove_temporaries();
+        let segments =
+            list_segments(&spool.opts.dir).map_err(|e| SpoolError::io(&spool.opts.dir, e))?;
+        for seg in &segments {
+            let sealed_twin = seg.path.with_extension(read::SEALED_SUFFIX);
+            if !seg.sealed && sealed_twin.exists() {
+                // Sealing finished (the rename is atomic) but the crash came before the open
+                // file was removed: the sealed copy is complete, the open one a duplicate.
+                std::fs::remove_file(&seg.path).map_err(|e| SpoolError::io(&seg.path, e))?;
+                continue;
+            }
+            let mut last: Option<(u64, Vec<u8>)> = None;
+            let mut torn_at = None;
+            read_segment(seg, |item| match item {
+                Item::Frame { seq, payload } => last = Some((seq, payload)),
+                Item::TornTail { bytes, .. } => torn_at = Some(bytes),
+                Item::Damaged { .. } => {}
+            })
+            .map_err(|e| SpoolError::io(&seg.path, e))?;
+            if let Some((seq, payload)) = last {
+                spool.next_seq = spool.next_seq.max(seq + 1);
+                rec.last_payload = Some(payload);
+            }
+            if !seg.sealed {
+                rec.recovered_segments += 1;
+                if let Some(bytes) = torn_at {
+                    rec.torn_bytes += bytes;
+                    truncate(&seg.path, seg.bytes - bytes)?;
+                }
+                spool.seal_file(&seg.path)?;
+            }
+        }
+        Ok((spool, rec))
+    }
+
+    /// True while a segment is open for appending (false: the next append starts one).
+    pub fn has_open_segment(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// The sequence number the next frame will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Appends one frame (not yet durable: see [`Spool::sync`]); returns its sequence number.
+    /// On failure nothing partial is left behind.
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
+        if self.open.is_none() {
+            self.open = Some(self.create_segment()?);
+        }
+        let seq = self.next_seq;
+        self.scratch.clear();
+        frame::encode(seq, payload, &mut self.scratch);
+        let Some(seg) = self.open.as_mut() else {
+            unreachable!("created above")
+        };
+        if let Err(e) = seg.file.write_all(&self.scratch) {
+            // Cut whatever part of the frame reached the file, so the segment stays valid.
+            let _ = seg.file.set_len(seg.len);
+            return Err(SpoolError::io(&seg.path, e));
+        }
+        seg.len += self.scratch.len() as u64;
+        seg.frame_ends.push(seg.len as usize);
+        seg.synced = false;
+        self.next_seq += 1;
+        if seg.len >= self.opts.segment_max_bytes {
+            // The frame is written; a failed seal (say, no room for the compressed copy)
+            // leaves the segment open to be sealed later and must not undo that.
+            if let Err(e) = self.rotate() {
+                tracing::warn!(error = %e, "cannot seal the full segment yet; it stays open");
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Makes every appended frame durable.
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        if let Some(seg) = self.open.as_mut() {
+            if !seg.synced {
+                seg.file
+                    .sync_data()
+                    .map_err(|e| SpoolError::io(&seg.path, e))?;
+                seg.synced = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the open segment (fsyncing it first), so the next append starts a new one.
+    pub fn rotate(&mut self) -> Result<(), SpoolError> {
+        self.sync()?;
+        if let Some(seg) = self.open.take() {
+            let path = seg.path.clone();
+            if let Err(e) = self.seal_file(&path) {
+                // The open segment is intact and synced; keep appending to it and try later.
+                self.open = Some(seg);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Total bytes of all segments.
+    pub fn total_bytes(&self) -> u64 {
+        list_segments(&self.opts.dir)
+            .map(|s| s.iter().map(|s| s.bytes).sum())
+            .unwrap_or(0)
+    }
+
+    /// Deletes the oldest sealed segments beyond the size and age limits; returns how many.
+    pub fn enforce_retention(&mut self, now: SystemTime) -> usize {
+        let Ok(segments) = list_segments(&self.opts.dir) else {
+            return 0;
+        };
+        let mut total: u64 = segments.iter().map(|s| s.bytes).sum();
+        let mut deleted = 0;
+        for seg in segments.iter().filter(|s| s.sealed) {
+            let too_old = std::fs::metadata(&seg.path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > self.opts.retention_max_age);
+            if total <= self.opts.retention_max_bytes && !too_old {
+                continue;
+            }
+            match std::fs::remove_file(&seg.path) {
+                Ok(()) => {
+                    tracing::info!(segment = %seg.path.display(), bytes = seg.bytes, too_old, "retention removed segment");
+                    total -= seg.bytes;
+                    deleted += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(segment = %seg.path.display(), error = %e, "retention could not remove segment")
+                }
+            }
+        }
+        deleted
+    }
+
+    fn create_segment(&mut self) -> Result<OpenSegment, SpoolError> {
+        let path = self.opts.dir.join(read::segment_name(self.next_seq, false));
+        let file = fsutil::open_private_append(&path).map_err(|e| SpoolError::io(&path, e))?;
+        fsutil::sync_dir(&self.opts.dir).map_err(|e| SpoolError::io(&self.opts.dir, e))?;
+        Ok(OpenSegment {
+            path,
+            file,
+            len: 0,
+            frame_ends: Vec::new(),
+            synced: true,
+        })
+    }
+
+    /// Compresses an open segment into its sealed form and removes the open file.
+    fn seal_file(&mut self, open_path: &Path) -> Result<(), SpoolError> {
+        let raw = std::fs::read(open_path).map_err(|e| SpoolError::io(open_path, e))?;
+        if raw.is_empty() {
+            std::fs::remove_file(open_path).map_err(|e| SpoolError::io(open_path, e))?;
+            return Ok(());
+        }
+        let ends: Vec<usize> = frame::scan(&raw)
+            .filter_map(|s| match s {
+                frame::Scanned::Frame {
+                    offset, payload, ..
+                } => Some(offset + frame::FRAME_HEADER + payload.len()),
+                _ => None,
+            })
+            .collect();
+        let sealed_bytes = sealed::seal(&raw, &ends, self.opts.zstd_level)
+            .map_err(|e| SpoolError::io(open_path, e))?;
+        let sealed_path = open_path.with_extension(read::SEALED_SUFFIX);
+        fsutil::write_atomic(&sealed_path, &sealed_bytes, 0o600).map_err(|e| {
+            let _ = std::fs::remove_file(sealed_path.with_extension("tmp"));
+            SpoolError::io(&sealed_path, e)
+        })?;
+        std::fs::remove_file(open_path).map_err(|e| SpoolError::io(open_path, e))?;
+        fsutil::sync_dir(&self.opts.dir).map_err(|e| SpoolError::io(&self.opts.dir, e))?;
+        Ok(())
+    }
+
+    fn remove_temporaries(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.opts.dir) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), SpoolError> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| SpoolError::io(path, e))?;
+    f.set_len(len).map_err(|e| SpoolError::io(path, e))?;
+    f.sync_all().map_err(|e| SpoolError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests;
