@@ -83,6 +83,30 @@ struct Focus {
   terminalExe @16 :Text;    # (pid/exe above are then the pty's foreground program)
   cmdline @17 :Text;     # only when enabled by configuration: it can hold secrets
   seat @18 :Text;
+  tty @19 :TtyMode;      # for a terminal program: how its terminal reads input right now
+  locked @20 :Bool;      # the session is locked (a lock screen is up, logind LockedHint)
+  lockedBy @21 :Text;    # what says so: "x11:i3lock", "logind", ...
+  secureField @22 :Bool; # the focused accessible is a password field (AT-SPI)
+  role @23 :Text;        # the focused accessible's role name, when known
+  reporter @24 :Text;    # "session": an imprint-session helper; "inproc": trackers in `imprint run`
+  reporterUid @25 :UInt32;  # SO_PEERCRED uid of the helper that reported it
+  unknownReason @26 :Text;  # why focus is unknown: no_session_helper, helper_exited, tracker_lost, ...
+  windowX @27 :Int32;    # the focused window's rectangle in root (screen) coordinates
+  windowY @28 :Int32;
+  windowWidth @29 :UInt32;
+  windowHeight @30 :UInt32;
+  keymap @31 :Text;      # the session's live keymap (layout, group), when the helper knows it
+}
+
+# How a terminal program's tty reads input. `noEcho` is a password prompt (echo off, line
+# buffered: getpass, sudo, ssh, `read -s`); `raw` is a line editor or full-screen program
+# (echo and line buffering both off: they echo for themselves).
+enum TtyMode {
+  none @0;       # not a terminal program
+  unknown @1;    # a terminal program whose tty state could not be read: treated as a prompt
+  echo @2;
+  noEcho @3;
+  raw @4;
 }
 
 # Key events replaced by policy: their timing is kept, their identity is not.
@@ -144,4 +168,20 @@ struct Batch {
   ringSeqLast @3 :UInt64;
   policy @4 :PolicyStamp;
   records @5 :List(Record);
+}
+
+# A message on /run/imprint/session.sock (one per SOCK_SEQPACKET packet).
+struct SessionMessage {
+  union {
+    focus @0 :Focus;       # imprint-session -> collector: what has focus in the sender's session
+    verdict @1 :Verdict;   # imprint-agent -> collector: what policy admits for a focus
+  }
+}
+
+# The agent's scope decision for one focus: which device classes it admits. When it admits
+# none, the collector closes the in-kernel gate until the next focus change.
+struct Verdict {
+  focusSeq @0 :UInt64;
+  ringEpoch @1 :UInt64;    # the collector run the focus sequence belongs to
+  classes @2 :UInt32;      # bit per device class admitted: 1 keyboard, 2 pointer, 4 touchpad, 8 tablet, 16 virtual
 }

@@ -12,6 +12,7 @@
 
 pub mod control;
 pub mod status;
+pub mod verdict;
 
 use crate::control::Control;
 pub use crate::status::{PolicyStampView, PolicyStatus, ReloadStats};
@@ -47,6 +48,8 @@ pub struct AgentOptions {
     pub exit_when_closed: bool,
     /// Where to serve the control socket (`imprint status` for every local user).
     pub control_path: Option<PathBuf>,
+    /// The collector's session socket, where scope verdicts go.
+    pub session_socket: Option<PathBuf>,
 }
 
 /// Asks a running agent to stop, from another thread or a signal handler task.
@@ -111,6 +114,7 @@ struct Agent {
     filter: Filter,
     reloads: ReloadStats,
     control: Option<Control>,
+    verdicts: Option<verdict::VerdictSender>,
 }
 
 /// The policy status file beside `status_path`.
@@ -170,7 +174,13 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         filter,
         reloads: ReloadStats::default(),
         control,
+        verdicts: None,
     };
+    agent.verdicts = agent
+        .opts
+        .session_socket
+        .clone()
+        .map(verdict::VerdictSender::new);
     agent.spool.enforce_retention(SystemTime::now());
     // The control socket answers from what is published: publish before the first ring.
     agent.write_status();
@@ -238,6 +248,8 @@ impl Agent {
         loop {
             if stop.take_reload() {
                 self.reload_policy(&mut records);
+                // A verdict that closed the gate may not hold under the new policy.
+                self.send_verdict(epoch);
             }
             self.apply_pauses(&mut records);
             let mut read = 0;
@@ -275,6 +287,9 @@ impl Agent {
                     }
                     ReadOutcome::Empty => break,
                 }
+            }
+            if read > 0 {
+                self.send_verdict(epoch);
             }
             let closed = reader.is_closed() && reader.is_drained();
             if closed || stop.requested() {
@@ -432,6 +447,21 @@ impl Agent {
             }
         }
         self.write_status();
+    }
+
+    /// Tells the collector what the policy admits for the current focus.
+    fn send_verdict(&mut self, epoch: u64) {
+        let Some(seq) = self.filter.current().map(|c| c.seq) else {
+            return;
+        };
+        let classes = self.filter.admitted_classes(seq);
+        if let Some(v) = &mut self.verdicts {
+            v.offer(imprint_record::wire::Verdict {
+                focus_seq: seq,
+                ring_epoch: epoch,
+                classes,
+            });
+        }
     }
 
     fn lost_in_ring(&mut self, count: u64) {

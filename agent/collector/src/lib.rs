@@ -9,12 +9,15 @@ use imprint_ring::{RingFull, RingWriter};
 use imprint_source::{self as source, SourceEvent};
 #[cfg(feature = "replay")]
 use imprint_source::{libinput_yaml::Recording, replay::Speed};
+pub mod sessions;
+
+use sessions::SessionEvent;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Ring space kept free for a gap record (a frame of it, plus the worst-case padding before
 /// it at the end of the ring), so a loss can always be recorded, even when the collector stops
@@ -67,6 +70,14 @@ pub struct Collector {
     lossless: bool,
     /// The focus sequence stamped on every input event (0 until focus is known).
     focus_seq: u64,
+    /// The session connection that reported the current focus (0: none, or in-process).
+    focus_conn: u64,
+    /// The agent's verdict for the current focus admits nothing: events are dropped here
+    /// (evdev) or in the kernel (eBPF, through `scope_tx`).
+    scope_closed: bool,
+    scope_tx: watch::Sender<bool>,
+    /// Replay only: take focus from the session socket, and wait for the first report.
+    replay_session_focus: bool,
     summary: CollectorSummary,
 }
 
@@ -93,8 +104,18 @@ impl Collector {
             source: Source::Unknown,
             lossless: false,
             focus_seq: 0,
+            focus_conn: 0,
+            scope_closed: false,
+            scope_tx: watch::channel(false).0,
+            replay_session_focus: false,
             summary: CollectorSummary::default(),
         })
+    }
+
+    /// Attributes a replay to the focus that imprint-session reports, as live input is
+    /// (tests of the shipped process split), and waits for the first report before replaying.
+    pub fn replay_with_session_focus(&mut self, on: bool) {
+        self.replay_session_focus = on;
     }
 
     /// The ring's epoch.
@@ -102,16 +123,31 @@ impl Collector {
         self.writer.epoch()
     }
 
-    /// Runs `input` until it ends or `shutdown` resolves; then closes the ring. Focus changes
-    /// arrive on `focus` (live capture only: a replay has no windows).
+    /// Runs `input` until it ends or `shutdown` resolves; then closes the ring. Focus reports
+    /// and the agent's verdicts arrive on `sessions` (focus only for live capture: a replay has
+    /// no windows).
     pub async fn run(
         mut self,
         input: Input,
-        focus: Option<mpsc::Receiver<Box<FocusInfo>>>,
+        sessions: Option<mpsc::Receiver<SessionEvent>>,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<CollectorSummary> {
         let (tx, mut rx) = mpsc::channel(source::CHANNEL_DEPTH);
-        let focus_tx = tx.clone();
+        let mut sessions = sessions;
+        #[cfg(feature = "replay")]
+        if self.replay_session_focus && matches!(input, Input::Replay(..)) {
+            if let Some(s) = sessions.as_mut() {
+                tracing::info!("waiting for a session focus report before replaying");
+                while let Some(ev) = s.recv().await {
+                    let focus = matches!(ev, SessionEvent::Focus(..));
+                    self.session_event(ev, true);
+                    self.writer.publish();
+                    if focus {
+                        break;
+                    }
+                }
+            }
+        }
         let counters = self.writer.counters();
         let task = match input {
             Input::Off => {
@@ -131,7 +167,8 @@ impl Collector {
                 }))
             }
             Input::Ebpf(opts, dir) => {
-                let (live, task) = source::ebpf::start(&opts, dir, &self.ring_path, tx);
+                let scope = self.scope_tx.subscribe();
+                let (live, task) = source::ebpf::start(&opts, dir, &self.ring_path, scope, tx);
                 self.source = live;
                 Some(task)
             }
@@ -159,23 +196,24 @@ impl Collector {
             .capture_on
             .store(u32::from(task.is_some()), Ordering::Relaxed);
         // Focus only means something for live input; a replay has no windows.
-        match focus {
-            Some(mut focus) if matches!(self.source, Source::Evdev | Source::Ebpf) => {
-                tokio::spawn(async move {
-                    while let Some(f) = focus.recv().await {
-                        if focus_tx.send(SourceEvent::Focus(f)).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            _ => drop(focus_tx),
+        let live = matches!(self.source, Source::Evdev | Source::Ebpf) || self.replay_session_focus;
+        if live && sessions.is_some() {
+            // Until a helper reports, nothing is known about focus: say so explicitly.
+            self.set_focus(0, unknown_focus("no_session_helper"));
         }
         tokio::pin!(shutdown);
         let mut buf = Vec::with_capacity(256);
         loop {
             let n = tokio::select! {
                 n = rx.recv_many(&mut buf, 256) => n,
+                ev = recv_session(&mut sessions) => {
+                    match ev {
+                        Some(ev) => self.session_event(ev, live),
+                        None => sessions = None,
+                    }
+                    self.writer.publish();
+                    continue;
+                }
                 () = &mut shutdown => break,
             };
             if n == 0 {
@@ -246,17 +284,20 @@ impl Collector {
                 }
                 self.push(&Record::Gap(g), g.from_ns).await;
             }
-            SourceEvent::Focus(mut f) => {
-                self.focus_seq += 1;
-                f.seq = self.focus_seq;
-                // Like a device, a focus change must not be lost: later events refer to it.
-                self.unannounced.push_back(Record::Focus(f));
-                self.flush_pending();
-            }
+            SourceEvent::Focus(f) => self.set_focus(0, f),
             SourceEvent::Input(raw) => {
                 // Paused: the eBPF source is gated in the kernel; the evdev fallback here.
                 if self.source == Source::Evdev && counters.ebpf.paused.load(Ordering::Relaxed) != 0
                 {
+                    return;
+                }
+                // Out of scope never leaves the collector (with eBPF, not even the kernel once
+                // the gate has closed; this catches what was already in flight).
+                if self.scope_closed {
+                    self.writer
+                        .session_counters()
+                        .scope_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 self.summary.events += 1;
@@ -271,6 +312,86 @@ impl Collector {
                     ..InputEvent::from(raw)
                 };
                 self.push(&Record::Event(event), raw.mono_ns).await;
+            }
+        }
+    }
+
+    /// Starts a new focus context: a new sequence number, and the gate open until the agent's
+    /// verdict for it arrives (the agent drops what policy does not admit either way).
+    fn set_focus(&mut self, conn: u64, mut f: Box<FocusInfo>) {
+        self.focus_seq += 1;
+        f.seq = self.focus_seq;
+        if f.mono_ns == 0 {
+            f.mono_ns = source::monotonic_now_ns();
+        }
+        self.focus_conn = conn;
+        self.set_scope_closed(false);
+        // Like a device, a focus change must not be lost: later events refer to it.
+        self.unannounced.push_back(Record::Focus(f));
+        self.flush_pending();
+    }
+
+    fn set_scope_closed(&mut self, closed: bool) {
+        if self.scope_closed != closed {
+            self.scope_closed = closed;
+            self.scope_tx.send_replace(closed);
+            self.writer
+                .session_counters()
+                .scope_closed
+                .store(u32::from(closed), Ordering::Relaxed);
+            tracing::debug!(closed, focus = self.focus_seq, "scope gate");
+        }
+    }
+
+    /// Applies one message from the session socket.
+    pub fn session_event(&mut self, ev: SessionEvent, live: bool) {
+        let c = self.writer.session_counters();
+        match ev {
+            SessionEvent::Focus(conn, f) => {
+                c.reports_accepted.fetch_add(1, Ordering::Relaxed);
+                if live {
+                    self.set_focus(conn, f);
+                }
+            }
+            SessionEvent::Verdict(v) => {
+                c.verdicts.fetch_add(1, Ordering::Relaxed);
+                // A verdict about an older focus (or an older ring) says nothing about now.
+                if v.ring_epoch == self.epoch() && v.focus_seq == self.focus_seq {
+                    self.set_scope_closed(v.classes == 0);
+                }
+            }
+            SessionEvent::HelperUp { uid, .. } => {
+                c.helpers.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(uid, "session helper connected");
+            }
+            SessionEvent::HelperDown { conn, uid } => {
+                let _ = c
+                    .helpers
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                if conn == self.focus_conn && live {
+                    c.helpers_lost.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        uid,
+                        "session helper went away: focus is unknown until it is back"
+                    );
+                    self.set_focus(0, unknown_focus("helper_exited"));
+                }
+            }
+            SessionEvent::Refused { uid } => {
+                let n = c.reports_refused.fetch_add(1, Ordering::Relaxed);
+                if n == 0 {
+                    tracing::warn!(
+                        uid,
+                        "focus report refused: the peer does not own the seat's active session"
+                    );
+                }
+            }
+            SessionEvent::VerdictRefused { uid } => {
+                c.reports_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(uid, "verdict refused: the peer is not the agent");
+            }
+            SessionEvent::Malformed => {
+                c.reports_malformed.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -357,6 +478,23 @@ impl Collector {
                 }
             }
         }
+    }
+}
+
+/// A focus record saying that nothing is known about focus, and why.
+fn unknown_focus(reason: &str) -> Box<FocusInfo> {
+    Box::new(FocusInfo {
+        unknown: true,
+        unknown_reason: reason.into(),
+        mono_ns: source::monotonic_now_ns(),
+        ..FocusInfo::default()
+    })
+}
+
+async fn recv_session(rx: &mut Option<mpsc::Receiver<SessionEvent>>) -> Option<SessionEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

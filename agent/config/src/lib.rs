@@ -34,6 +34,28 @@ pub struct Config {
     pub rule: Vec<RuleConfig>,
     /// Replays (`[replay]`): the identity replayed input is attributed to.
     pub replay: ReplayFocus,
+    /// The collector's session socket (`[session]`): whose reports it trusts.
+    pub session: SessionConfig,
+}
+
+/// Who may report focus to the collector, and who may send it verdicts.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Trust this uid as the owner of the seat (machines without logind); by default the
+    /// owner of the seat's active logind session.
+    pub owner_uid: Option<u32>,
+    /// The agent's user: its verdicts are accepted.
+    pub agent_user: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            owner_uid: None,
+            agent_user: "imprint".into(),
+        }
+    }
 }
 
 /// What a `conf.d/*.toml` file may hold.

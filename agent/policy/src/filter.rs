@@ -135,7 +135,6 @@ pub struct Filter {
     foci: BTreeMap<u64, Arc<FocusInfo>>,
     devices: BTreeMap<u32, DeviceInfo>,
     decisions: HashMap<(u64, Option<DeviceClass>), Decision>,
-    echo: super::secure::EchoCache,
     /// Loaded when a context at `full` is first typed in (compiling a keymap takes ms).
     layout: Option<Layout>,
     keyboards: HashMap<u32, Keyboard>,
@@ -178,7 +177,6 @@ impl Filter {
             foci: BTreeMap::new(),
             devices: BTreeMap::new(),
             decisions: HashMap::new(),
-            echo: super::secure::EchoCache::new(Duration::from_millis(50)),
             layout: None,
             keyboards: HashMap::new(),
             composing: HashMap::new(),
@@ -299,6 +297,22 @@ impl Filter {
     }
 
     /// The focused context and its decision.
+    /// The device classes the policy admits for focus `seq` (bits of
+    /// [`imprint_record::wire::class`]); 0 when it admits nothing.
+    pub fn admitted_classes(&mut self, seq: u64) -> u32 {
+        use imprint_record::wire::class;
+        [
+            (DeviceClass::Keyboard, class::KEYBOARD),
+            (DeviceClass::Pointer, class::POINTER),
+            (DeviceClass::Touchpad, class::TOUCHPAD),
+            (DeviceClass::Tablet, class::TABLET),
+            (DeviceClass::Virtual, class::VIRTUAL),
+        ]
+        .into_iter()
+        .filter(|(c, _)| self.decision(seq, *c).level > Level::Off)
+        .fold(0, |acc, (_, bit)| acc | bit)
+    }
+
     pub fn current(&self) -> Option<&CurrentFocus> {
         self.current.as_ref()
     }
@@ -502,17 +516,10 @@ impl Filter {
         let is_kbd_key = e.kind == EV_KEY && keys::is_keyboard_code(e.code);
         let d = self.decision(e.focus, class);
         let mut level = d.level;
-        if is_kbd_key && level > Level::Timing && e.value == 1 && self.policy.secure().terminal_echo
-        {
-            if let Some(f) = self.foci.get(&e.focus) {
-                // Programs in a terminal emulator, and on a text console (whose stdin is
-                // the VT itself).
-                let on_tty = f.terminal_pid != 0 || f.tracker == "tty";
-                if on_tty && self.echo.echo_off(f.pid) {
-                    level = Level::Timing;
-                    self.stats.echo_off_keys += 1;
-                }
-            }
+        // The tty state comes from the session helper with the focus record (the agent,
+        // unprivileged, cannot read another user's terminal).
+        if is_kbd_key && e.value == 1 && d.secure.as_deref() == Some("echo_off") {
+            self.stats.echo_off_keys += 1;
         }
         // A key's release and repeats follow the level of its press.
         if is_kbd_key && e.value != 1 {

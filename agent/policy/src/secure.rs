@@ -3,10 +3,8 @@
 //! pattern (when titles are recorded), and terminal programs reading with echo turned off
 //! (sudo, ssh, passwd, pinentry prompts), detected from the pty's termios.
 
-use imprint_record::FocusInfo;
+use imprint_record::{FocusInfo, TtyMode};
 use regex::Regex;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 /// Password managers, matched on the executable's file name, the app id or the window class
 /// (case-insensitive). Extend with `policy.password_managers`.
@@ -174,6 +172,22 @@ impl SecureSet {
 
     /// As [`SecureSet::static_reason`], for a focus record.
     pub fn focus_reason(&self, f: &FocusInfo) -> Option<&'static str> {
+        // What the session helper saw: a lock screen up (even one that never takes focus),
+        // a password field focused inside an ordinary application.
+        if f.locked {
+            return Some("lock_screen");
+        }
+        if f.secure_field {
+            return Some("password_field");
+        }
+        if self.terminal_echo && is_terminal_program(f) {
+            match f.tty {
+                TtyMode::NoEcho => return Some("echo_off"),
+                // Fail closed: a terminal whose state nobody could read may be at a prompt.
+                TtyMode::Unknown | TtyMode::None => return Some("tty_unknown"),
+                TtyMode::Echo | TtyMode::Raw => {}
+            }
+        }
         self.static_reason(&f.exe, &f.app_id, &f.wm_class, &f.title)
             .or_else(|| {
                 // The terminal emulator itself can be a lock screen's or manager's host.
@@ -184,75 +198,9 @@ impl SecureSet {
     }
 }
 
-/// Whether the terminal `pid` reads from is at a password prompt: echo off while input is
-/// still line-buffered (canonical), as getpass, sudo, ssh, passwd and `read -s` leave it.
-/// Line editors (readline, zle, ash) and full-screen programs turn both off to echo for
-/// themselves, so they are not taken for prompts; pinentry-curses/tty are on the password
-/// manager list instead. `None` when it cannot be told (not a tty, no permission, gone).
-pub fn echo_off(pid: u32) -> Option<bool> {
-    use std::os::fd::AsRawFd;
-    if pid == 0 {
-        return None;
-    }
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags_nonblock()
-        .open(format!("/proc/{pid}/fd/0"))
-        .ok()?;
-    let mut t = std::mem::MaybeUninit::<libc::termios>::zeroed();
-    // SAFETY: `f` is an open descriptor for the duration of the call and `t` is a valid,
-    // writable termios buffer.
-    let rc = unsafe { libc::tcgetattr(f.as_raw_fd(), t.as_mut_ptr()) };
-    if rc != 0 {
-        return None;
-    }
-    // SAFETY: tcgetattr succeeded, so it filled `t`.
-    let t = unsafe { t.assume_init() };
-    Some(t.c_lflag & libc::ECHO == 0 && t.c_lflag & libc::ICANON != 0)
-}
-
-trait NonBlock {
-    fn custom_flags_nonblock(&mut self) -> &mut Self;
-}
-
-impl NonBlock for std::fs::OpenOptions {
-    fn custom_flags_nonblock(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-    }
-}
-
-/// Echo state per pid, re-read at most every `ttl` (a key press is the only trigger, so an
-/// idle agent reads nothing).
-#[derive(Debug)]
-pub struct EchoCache {
-    ttl: Duration,
-    seen: HashMap<u32, (Instant, Option<bool>)>,
-}
-
-impl EchoCache {
-    pub fn new(ttl: Duration) -> EchoCache {
-        EchoCache {
-            ttl,
-            seen: HashMap::new(),
-        }
-    }
-
-    /// True when `pid`'s terminal has echo off.
-    pub fn echo_off(&mut self, pid: u32) -> bool {
-        let now = Instant::now();
-        if let Some((at, v)) = self.seen.get(&pid) {
-            if now.duration_since(*at) < self.ttl {
-                return v.unwrap_or(false);
-            }
-        }
-        if self.seen.len() > 256 {
-            self.seen.clear();
-        }
-        let v = echo_off(pid);
-        self.seen.insert(pid, (now, v));
-        v.unwrap_or(false)
-    }
+/// Programs in a terminal emulator, and on a text console.
+pub fn is_terminal_program(f: &FocusInfo) -> bool {
+    f.terminal_pid != 0 || f.tracker == "tty"
 }
 
 #[cfg(test)]
@@ -282,121 +230,34 @@ mod tests {
     }
 
     #[test]
-    fn echo_of_self_is_readable_or_unknown() {
-        // Under a test runner stdin is rarely a tty: the answer is None, never a panic.
-        let _ = echo_off(std::process::id());
-        assert_eq!(echo_off(0), None);
-    }
-}
-
-#[cfg(test)]
-mod pty_tests {
-    use super::*;
-    use std::os::fd::{FromRawFd, OwnedFd};
-    use std::process::{Command, Stdio};
-
-    fn set_lflag(fd: &OwnedFd, flag: libc::tcflag_t, on: bool) {
-        use std::os::fd::AsRawFd;
-        let mut t = std::mem::MaybeUninit::<libc::termios>::zeroed();
-        // SAFETY: valid descriptor and termios buffer.
-        assert_eq!(
-            unsafe { libc::tcgetattr(fd.as_raw_fd(), t.as_mut_ptr()) },
-            0
-        );
-        // SAFETY: tcgetattr filled it.
-        let mut t = unsafe { t.assume_init() };
-        if on {
-            t.c_lflag |= flag;
-        } else {
-            t.c_lflag &= !flag;
-        }
-        // SAFETY: valid descriptor and termios.
-        assert_eq!(
-            unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSANOW, &t) },
-            0
-        );
-    }
-
-    /// A real pty: a child reading from it is seen as a password prompt exactly while the
-    /// terminal's ECHO flag is off.
-    #[test]
-    fn echo_off_is_read_from_the_foreground_programs_tty() {
-        let (mut master, mut slave) = (0, 0);
-        // SAFETY: openpty writes two descriptors into valid out-pointers; the optional
-        // arguments are null.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
+    fn the_helpers_tty_state_caps_terminal_programs() {
+        let s = SecureSet::empty();
+        let term = |tty| FocusInfo {
+            exe: "/usr/bin/sudo".into(),
+            terminal_pid: 7,
+            tty,
+            ..FocusInfo::default()
         };
-        assert_eq!(rc, 0, "openpty");
-        // SAFETY: both descriptors were just opened and are owned here.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        let set_echo = |on: bool| set_lflag(&slave, libc::ECHO, on);
-        let mut child = Command::new("sleep")
-            .arg("30")
-            .stdin(Stdio::from(slave.try_clone().expect("dup")))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn sleep");
-        let pid = child.id();
-        set_echo(true);
-        assert_eq!(echo_off(pid), Some(false));
-        set_echo(false);
-        assert_eq!(echo_off(pid), Some(true));
-        // A line editor at a shell prompt: echo and line buffering both off.
-        set_lflag(&slave, libc::ICANON, false);
-        assert_eq!(echo_off(pid), Some(false));
-        set_lflag(&slave, libc::ICANON, true);
-        let mut cache = EchoCache::new(Duration::from_millis(0));
-        assert!(cache.echo_off(pid));
-        // The agent's filter caps a `full` terminal program at `timing` while echo is off.
-        let policy = crate::Policy::new(crate::Level::Full);
-        let mut f = crate::filter::Filter::new(policy);
-        let mut out = Vec::new();
-        f.push_record(
-            imprint_record::Record::Focus(Box::new(FocusInfo {
-                seq: 1,
-                pid,
-                exe: "/usr/bin/sudo".into(),
-                terminal_pid: 1,
-                terminal_exe: "/usr/bin/xterm".into(),
-                ..Default::default()
-            })),
-            &mut out,
-        );
-        for value in [1, 0] {
-            f.push_record(
-                imprint_record::Record::Event(imprint_record::InputEvent {
-                    mono_ns: 10 + value as u64,
-                    device: 0,
-                    kind: 1,
-                    code: 19, // KEY_R
-                    value,
-                    focus: 1,
-                }),
-                &mut out,
-            );
-        }
-        f.flush(&mut out);
-        let codes: Vec<u16> = out
-            .iter()
-            .filter_map(|r| match r {
-                imprint_record::Record::Event(e) => Some(e.code),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(codes, vec![30, 30], "masked to KEY_A: {out:?}");
-        assert_eq!(f.stats.echo_off_keys, 1);
-        set_echo(true);
-        assert!(!cache.echo_off(pid));
-        let _ = child.kill();
-        let _ = child.wait();
-        drop(master);
+        assert_eq!(s.focus_reason(&term(TtyMode::NoEcho)), Some("echo_off"));
+        // Nobody could read the terminal: fail closed.
+        assert_eq!(s.focus_reason(&term(TtyMode::Unknown)), Some("tty_unknown"));
+        assert_eq!(s.focus_reason(&term(TtyMode::None)), Some("tty_unknown"));
+        assert_eq!(s.focus_reason(&term(TtyMode::Echo)), None);
+        assert_eq!(s.focus_reason(&term(TtyMode::Raw)), None);
+        let gui = FocusInfo {
+            exe: "/usr/bin/firefox".into(),
+            ..FocusInfo::default()
+        };
+        assert_eq!(s.focus_reason(&gui), None);
+        let field = FocusInfo {
+            secure_field: true,
+            ..gui.clone()
+        };
+        assert_eq!(s.focus_reason(&field), Some("password_field"));
+        let locked = FocusInfo {
+            locked: true,
+            ..gui
+        };
+        assert_eq!(s.focus_reason(&locked), Some("lock_screen"));
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{
     Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, PolicyStamp, Record, Redaction, Source,
-    Stage,
+    Stage, TtyMode, WindowRect,
 };
 use capnp::message::{Builder, HeapAllocator, ReaderOptions};
 use capnp::serialize;
@@ -116,6 +116,98 @@ fn read_policy(p: schema::policy_stamp::Reader) -> Result<PolicyStamp, DecodeErr
     })
 }
 
+/// Writes a focus record into its Cap'n Proto builder.
+pub fn fill_focus(mut b: schema::focus::Builder, f: &FocusInfo) {
+    b.set_seq(f.seq);
+    b.set_mono_ns(f.mono_ns);
+    b.set_pid(f.pid);
+    b.set_start_time(f.start_time);
+    b.set_exe(f.exe.as_str());
+    b.set_app_id(f.app_id.as_str());
+    b.set_unit(f.unit.as_str());
+    b.set_cgroup(f.cgroup.as_str());
+    b.set_uid(f.uid);
+    b.set_session(f.session.as_str());
+    b.set_seat(f.seat.as_str());
+    b.set_title(f.title.as_str());
+    b.set_wm_class(f.wm_class.as_str());
+    b.set_pid_verified(f.pid_verified);
+    b.set_tracker(f.tracker.as_str());
+    b.set_unknown(f.unknown);
+    b.set_terminal_pid(f.terminal_pid);
+    b.set_terminal_exe(f.terminal_exe.as_str());
+    b.set_cmdline(f.cmdline.as_str());
+    b.set_tty(match f.tty {
+        TtyMode::None => schema::TtyMode::None,
+        TtyMode::Unknown => schema::TtyMode::Unknown,
+        TtyMode::Echo => schema::TtyMode::Echo,
+        TtyMode::NoEcho => schema::TtyMode::NoEcho,
+        TtyMode::Raw => schema::TtyMode::Raw,
+    });
+    b.set_locked(f.locked);
+    b.set_locked_by(f.locked_by.as_str());
+    b.set_secure_field(f.secure_field);
+    b.set_role(f.role.as_str());
+    b.set_reporter(f.reporter.as_str());
+    b.set_reporter_uid(f.reporter_uid);
+    b.set_unknown_reason(f.unknown_reason.as_str());
+    b.set_window_x(f.window.x);
+    b.set_window_y(f.window.y);
+    b.set_window_width(f.window.width);
+    b.set_window_height(f.window.height);
+    b.set_keymap(f.keymap.as_str());
+}
+
+/// Reads a focus record, checking its text fields.
+pub fn read_focus(f: schema::focus::Reader) -> Result<FocusInfo, DecodeError> {
+    let text = |t: capnp::Result<capnp::text::Reader>| -> Result<String, DecodeError> {
+        Ok(t?.to_str()?.to_owned())
+    };
+    Ok(FocusInfo {
+        seq: f.get_seq(),
+        mono_ns: f.get_mono_ns(),
+        pid: f.get_pid(),
+        start_time: f.get_start_time(),
+        exe: text(f.get_exe())?,
+        app_id: text(f.get_app_id())?,
+        unit: text(f.get_unit())?,
+        cgroup: text(f.get_cgroup())?,
+        uid: f.get_uid(),
+        session: text(f.get_session())?,
+        seat: text(f.get_seat())?,
+        title: text(f.get_title())?,
+        wm_class: text(f.get_wm_class())?,
+        pid_verified: f.get_pid_verified(),
+        tracker: text(f.get_tracker())?,
+        unknown: f.get_unknown(),
+        terminal_pid: f.get_terminal_pid(),
+        terminal_exe: text(f.get_terminal_exe())?,
+        cmdline: text(f.get_cmdline())?,
+        // An enumerant from a newer writer is not understood: the tty state is unknown.
+        tty: match f.get_tty() {
+            Ok(schema::TtyMode::None) => TtyMode::None,
+            Ok(schema::TtyMode::Echo) => TtyMode::Echo,
+            Ok(schema::TtyMode::NoEcho) => TtyMode::NoEcho,
+            Ok(schema::TtyMode::Raw) => TtyMode::Raw,
+            Ok(schema::TtyMode::Unknown) | Err(_) => TtyMode::Unknown,
+        },
+        locked: f.get_locked(),
+        locked_by: text(f.get_locked_by())?,
+        secure_field: f.get_secure_field(),
+        role: text(f.get_role())?,
+        reporter: text(f.get_reporter())?,
+        reporter_uid: f.get_reporter_uid(),
+        unknown_reason: text(f.get_unknown_reason())?,
+        window: WindowRect {
+            x: f.get_window_x(),
+            y: f.get_window_y(),
+            width: f.get_window_width(),
+            height: f.get_window_height(),
+        },
+        keymap: text(f.get_keymap())?,
+    })
+}
+
 fn fill_record(b: schema::record::Builder, rec: &Record) {
     match rec {
         Record::Event(e) => {
@@ -150,28 +242,7 @@ fn fill_record(b: schema::record::Builder, rec: &Record) {
             b.set_count(g.count);
             b.set_device(g.device);
         }
-        Record::Focus(f) => {
-            let mut b = b.init_focus();
-            b.set_seq(f.seq);
-            b.set_mono_ns(f.mono_ns);
-            b.set_pid(f.pid);
-            b.set_start_time(f.start_time);
-            b.set_exe(f.exe.as_str());
-            b.set_app_id(f.app_id.as_str());
-            b.set_unit(f.unit.as_str());
-            b.set_cgroup(f.cgroup.as_str());
-            b.set_uid(f.uid);
-            b.set_session(f.session.as_str());
-            b.set_seat(f.seat.as_str());
-            b.set_title(f.title.as_str());
-            b.set_wm_class(f.wm_class.as_str());
-            b.set_pid_verified(f.pid_verified);
-            b.set_tracker(f.tracker.as_str());
-            b.set_unknown(f.unknown);
-            b.set_terminal_pid(f.terminal_pid);
-            b.set_terminal_exe(f.terminal_exe.as_str());
-            b.set_cmdline(f.cmdline.as_str());
-        }
+        Record::Focus(f) => fill_focus(b.init_focus(), f),
         Record::Policy(p) => fill_policy(b.init_policy(), p),
         Record::Redaction(r) => {
             let mut b = b.init_redaction();
@@ -252,33 +323,7 @@ fn read_record(r: schema::record::Reader) -> Result<Record, DecodeError> {
             })
         }
         Ok(Which::Policy(p)) => Record::Policy(read_policy(p?)?),
-        Ok(Which::Focus(f)) => {
-            let f = f?;
-            let text = |t: capnp::Result<capnp::text::Reader>| -> Result<String, DecodeError> {
-                Ok(t?.to_str()?.to_owned())
-            };
-            Record::Focus(Box::new(FocusInfo {
-                seq: f.get_seq(),
-                mono_ns: f.get_mono_ns(),
-                pid: f.get_pid(),
-                start_time: f.get_start_time(),
-                exe: text(f.get_exe())?,
-                app_id: text(f.get_app_id())?,
-                unit: text(f.get_unit())?,
-                cgroup: text(f.get_cgroup())?,
-                uid: f.get_uid(),
-                session: text(f.get_session())?,
-                seat: text(f.get_seat())?,
-                title: text(f.get_title())?,
-                wm_class: text(f.get_wm_class())?,
-                pid_verified: f.get_pid_verified(),
-                tracker: text(f.get_tracker())?,
-                unknown: f.get_unknown(),
-                terminal_pid: f.get_terminal_pid(),
-                terminal_exe: text(f.get_terminal_exe())?,
-                cmdline: text(f.get_cmdline())?,
-            }))
-        }
+        Ok(Which::Focus(f)) => Record::Focus(Box::new(read_focus(f?)?)),
         Ok(Which::Redaction(r)) => {
             let r = r?;
             Record::Redaction(Box::new(Redaction {

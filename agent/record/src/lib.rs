@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod names;
+pub mod wire;
 
 use imprint_common::RawInput;
 use serde::Serialize;
@@ -139,6 +140,72 @@ pub struct FocusInfo {
     pub terminal_exe: String,
     /// Only filled when enabled by configuration: command lines can hold secrets.
     pub cmdline: String,
+    /// For a terminal program: how its tty reads input (a password prompt is `NoEcho`).
+    pub tty: TtyMode,
+    /// The session is locked (a lock screen is up, or logind's LockedHint).
+    pub locked: bool,
+    pub locked_by: String,
+    /// The focused accessible is a password field (AT-SPI role `password text`).
+    pub secure_field: bool,
+    /// The focused accessible's role name, when known.
+    pub role: String,
+    /// Who reported this focus: `session` (an imprint-session helper) or `inproc`.
+    pub reporter: String,
+    /// The helper's uid, from the kernel (SO_PEERCRED), not from the message.
+    pub reporter_uid: u32,
+    /// Why focus is unknown (`no_session_helper`, `helper_exited`, …), when it is.
+    pub unknown_reason: String,
+    /// The focused window's rectangle in screen coordinates (all 0: not known).
+    pub window: WindowRect,
+    /// The session's live keymap, when the helper knows it.
+    pub keymap: String,
+}
+
+/// How a terminal program's tty reads input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtyMode {
+    /// Not a terminal program.
+    #[default]
+    None,
+    /// A terminal program whose tty state could not be read: treated as a prompt.
+    Unknown,
+    /// Line buffered with echo: an ordinary program reading lines.
+    Echo,
+    /// Echo off while line buffered: a password prompt (getpass, sudo, ssh, `read -s`).
+    NoEcho,
+    /// Echo and line buffering off: a line editor or full-screen program.
+    Raw,
+}
+
+impl TtyMode {
+    /// Reads the mode from a termios local-flags word.
+    pub fn from_lflag(echo: bool, canonical: bool) -> TtyMode {
+        match (echo, canonical) {
+            (false, true) => TtyMode::NoEcho,
+            (_, false) => TtyMode::Raw,
+            (true, true) => TtyMode::Echo,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TtyMode::None => "none",
+            TtyMode::Unknown => "unknown",
+            TtyMode::Echo => "echo",
+            TtyMode::NoEcho => "no_echo",
+            TtyMode::Raw => "raw",
+        }
+    }
+}
+
+/// A window rectangle in screen coordinates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WindowRect {
+    pub x: i32,
+    pub y: i32,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// The policy in force when records were admitted.

@@ -127,12 +127,36 @@ impl SourceStatus {
     }
 }
 
+/// The session socket's counters: helpers, reports and the scope gate.
+#[repr(C)]
+#[derive(Default)]
+pub struct SessionCounters {
+    /// imprint-session helpers connected now.
+    pub helpers: AtomicU32,
+    /// 1 while the agent's verdict for the current focus admits nothing (the gate is closed).
+    pub scope_closed: AtomicU32,
+    pub reports_accepted: AtomicU64,
+    /// Reports from a peer that does not own the seat's active session.
+    pub reports_refused: AtomicU64,
+    /// Packets that failed to decode, or were too long.
+    pub reports_malformed: AtomicU64,
+    pub verdicts: AtomicU64,
+    /// Verdicts from a peer that is not the agent.
+    pub verdicts_refused: AtomicU64,
+    /// Events dropped in the collector (evdev) because the focus was out of scope.
+    pub scope_dropped: AtomicU64,
+    /// Helpers that went away while their session was active.
+    pub helpers_lost: AtomicU64,
+}
+
 /// The whole ring header.
 #[repr(C)]
 pub struct RingHeader {
     pub id: Identity,
     pub producer: Producer,
     pub counters: CollectorCounters,
+    /// Appended in place of padding: older readers never look here.
+    pub sessions: SessionCounters,
 }
 
 /// The agent-owned cursor file.
@@ -182,6 +206,14 @@ pub struct RingStats {
     pub source: &'static str,
     pub devices: u32,
     pub collector_pid: u32,
+    pub helpers: u32,
+    pub scope_closed: bool,
+    pub reports_accepted: u64,
+    pub reports_refused: u64,
+    pub reports_malformed: u64,
+    pub verdicts: u64,
+    pub scope_dropped: u64,
+    pub helpers_lost: u64,
 }
 
 /// Name of a source code stored in `CollectorCounters::source`.

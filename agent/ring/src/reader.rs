@@ -371,6 +371,14 @@ fn stats_of(h: &RingHeader, read_pos: u64) -> RingStats {
         source: layout::source_name(c.source.load(Ordering::Relaxed)),
         devices: c.devices.load(Ordering::Relaxed),
         collector_pid: h.id.collector_pid.load(Ordering::Relaxed),
+        helpers: h.sessions.helpers.load(Ordering::Relaxed),
+        scope_closed: h.sessions.scope_closed.load(Ordering::Relaxed) != 0,
+        reports_accepted: h.sessions.reports_accepted.load(Ordering::Relaxed),
+        reports_refused: h.sessions.reports_refused.load(Ordering::Relaxed),
+        reports_malformed: h.sessions.reports_malformed.load(Ordering::Relaxed),
+        verdicts: h.sessions.verdicts.load(Ordering::Relaxed),
+        scope_dropped: h.sessions.scope_dropped.load(Ordering::Relaxed),
+        helpers_lost: h.sessions.helpers_lost.load(Ordering::Relaxed),
     }
 }
 

@@ -87,6 +87,11 @@ impl RingWriter {
         &self.header().counters
     }
 
+    /// The session socket's counters.
+    pub fn session_counters(&self) -> &layout::SessionCounters {
+        &self.header().sessions
+    }
+
     /// Free bytes, as far as the writer can tell.
     pub fn free_bytes(&mut self) -> u64 {
         self.refresh_cursor();

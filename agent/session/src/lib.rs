@@ -43,17 +43,22 @@
 //! for the new session and an `unknown` focus is sent in between. For tests and unusual
 //! setups the connection can be given explicitly in [`FocusConfig`].
 
+pub mod atspi;
 pub mod gnome;
 pub mod hyprland;
 pub mod kde;
+pub mod lock;
+pub mod reporter;
 pub mod session;
+pub mod settings;
 pub mod sway;
 pub mod terminal;
+pub mod tty;
 pub mod x11;
 
 use imprint_procs::{ProcEvent, ProcIdentity, ProcTable};
 use imprint_record::monotonic_now_ns;
-use imprint_record::FocusInfo;
+use imprint_record::{FocusInfo, TtyMode};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,6 +133,10 @@ pub struct FocusConfig {
     pub kwin_script: Option<PathBuf>,
     /// Longest wait between reconnection attempts, in milliseconds.
     pub max_backoff_ms: u64,
+    /// While a terminal program has focus, how often its tty's echo state and foreground
+    /// program are re-read (milliseconds). No event announces a termios change, so this is
+    /// the one timer; nothing polls while anything else has focus.
+    pub tty_poll_ms: u64,
 }
 
 impl Default for FocusConfig {
@@ -147,6 +156,7 @@ impl Default for FocusConfig {
             dbus_address: None,
             kwin_script: None,
             max_backoff_ms: 5000,
+            tty_poll_ms: 50,
         }
     }
 }
@@ -322,10 +332,17 @@ impl Resolver {
         // A one-shot re-check after a foreground program exits: its shell takes the
         // terminal back only after it has reaped the child.
         let mut recheck: Option<tokio::time::Instant> = None;
+        let poll = Duration::from_millis(self.cfg.tty_poll_ms.max(10));
         loop {
             let sleep_until = recheck
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(24 * 3600));
+            let on_terminal = self.last.as_ref().is_some_and(is_terminal_program);
             tokio::select! {
+                () = tokio::time::sleep(poll), if on_terminal => {
+                    if self.poll_terminal().await.is_err() {
+                        return;
+                    }
+                }
                 r = rx.recv() => match r {
                     Some(r) => {
                         if self.handle(r).await.is_err() {
@@ -491,7 +508,26 @@ impl Resolver {
         self.emit(info).await
     }
 
+    /// Re-reads the focused terminal: its foreground program, then its tty mode.
+    async fn poll_terminal(&mut self) -> Result<(), FocusError> {
+        self.recheck_terminal().await?;
+        let Some(last) = &self.last else {
+            return Ok(());
+        };
+        let mode = tty::tty_mode(last.pid);
+        if mode != last.tty {
+            let mut info = last.clone();
+            info.tty = mode;
+            tracing::debug!(pid = info.pid, tty = mode.as_str(), "terminal mode changed");
+            self.emit(info).await?;
+        }
+        Ok(())
+    }
+
     async fn emit(&mut self, mut info: FocusInfo) -> Result<(), FocusError> {
+        if is_terminal_program(&info) && info.tty == TtyMode::None {
+            info.tty = tty::tty_mode(info.pid);
+        }
         if let Some(last) = &self.last {
             if same_focus(last, &info) {
                 return Ok(());
@@ -519,6 +555,11 @@ fn fill_identity(info: &mut FocusInfo, id: &ProcIdentity) {
     if !id.app_id.is_empty() {
         info.app_id = id.app_id.clone();
     }
+}
+
+/// Programs in a terminal emulator, and on a text console.
+fn is_terminal_program(f: &FocusInfo) -> bool {
+    !f.unknown && (f.terminal_pid != 0 || f.tracker == "tty")
 }
 
 fn same_focus(a: &FocusInfo, b: &FocusInfo) -> bool {

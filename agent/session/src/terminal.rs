@@ -82,7 +82,7 @@ pub fn children(pid: u32) -> Vec<u32> {
 }
 
 /// The pty slave for a `tty_nr` (Unix98 ptys: majors 136–143).
-fn pts_path(tty_nr: u32) -> Option<String> {
+pub(crate) fn pts_path(tty_nr: u32) -> Option<String> {
     let major = (tty_nr >> 8) & 0xfff;
     let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
     (136..=143)

@@ -88,7 +88,10 @@ fn xauthority_candidates(cfg: &FocusConfig, session: Option<&Session>) -> Vec<Pa
 }
 
 /// Connects to `display`, authenticating with the first cookie found.
-fn connect(display: &str, xauth: &[PathBuf]) -> Result<(RustConnection, usize), FocusError> {
+pub(crate) fn connect(
+    display: &str,
+    xauth: &[PathBuf],
+) -> Result<(RustConnection, usize), FocusError> {
     let parsed = x11rb::reexports::x11rb_protocol::parse_display::parse_display(Some(display))
         .map_err(xerr)?;
     let screen = usize::from(parsed.screen);
@@ -136,7 +139,7 @@ fn intern(conn: &RustConnection, name: &str) -> Result<Atom, FocusError> {
 }
 
 /// The raw fd of the connection, borrowed for readiness only.
-struct BorrowedFd(RawFd);
+pub(crate) struct BorrowedFd(pub(crate) RawFd);
 impl AsRawFd for BorrowedFd {
     fn as_raw_fd(&self) -> RawFd {
         self.0

@@ -3,9 +3,9 @@
 
 use super::{ensure_parent, Locations, Paths};
 use imprint_agent::{AgentOptions, StopHandle};
+use imprint_collector::sessions::{self, SessionAuthority, SessionEvent, SessionSocketOptions};
 use imprint_collector::{Collector, CollectorOptions, Input};
 use imprint_config::Config;
-use imprint_record::FocusInfo;
 use imprint_source::{ebpf::EbpfOptions, evdev::INPUT_DIR, libinput_yaml, replay::Speed};
 use imprint_spool::SpoolOptions;
 use std::path::Path;
@@ -37,8 +37,12 @@ pub fn run(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Resu
     let agent = std::thread::Builder::new()
         .name("imprint-agent".into())
         .spawn(move || imprint_agent::run(opts, agent_stop))?;
-    let focus = focus_for(&cfg, &input);
-    let summary = rt.block_on(collector.run(input, focus, shutdown_signal()));
+    let sessions = rt.block_on(async {
+        let rx = sessions_for(&cfg, &paths)?;
+        spawn_focus(&cfg, &input, &rx.1);
+        anyhow::Ok(rx.0)
+    })?;
+    let summary = rt.block_on(collector.run(input, Some(sessions), shutdown_signal()));
     if summary.is_err() {
         stop.stop();
     }
@@ -77,16 +81,50 @@ pub fn run(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Resu
     Ok(0)
 }
 
-/// `imprint collector`: the privileged half alone.
-pub fn collector(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Result<i32> {
+/// `imprint collector`: the privileged half alone. Focus comes only from imprint-session
+/// helpers, over the session socket.
+pub fn collector(
+    loc: &Locations,
+    replay: Option<&Path>,
+    speed: Speed,
+    session_focus: bool,
+) -> anyhow::Result<i32> {
     let cfg = loc.load()?;
     let paths = loc.paths(&cfg);
     let input = input_for(&cfg, replay, speed)?;
     let rt = runtime()?;
-    let collector = Collector::create(&collector_options(&cfg, &paths)?)?;
-    let focus = focus_for(&cfg, &input);
-    rt.block_on(collector.run(input, focus, shutdown_signal()))?;
+    let mut collector = Collector::create(&collector_options(&cfg, &paths)?)?;
+    collector.replay_with_session_focus(session_focus);
+    let sessions = rt.block_on(async { sessions_for(&cfg, &paths) })?.0;
+    rt.block_on(collector.run(input, Some(sessions), shutdown_signal()))?;
     Ok(0)
+}
+
+/// Serves the session socket; returns its receiver, and a sender for in-process trackers.
+fn sessions_for(
+    cfg: &Config,
+    paths: &Paths,
+) -> anyhow::Result<(mpsc::Receiver<SessionEvent>, mpsc::Sender<SessionEvent>)> {
+    let (tx, rx) = mpsc::channel(256);
+    let authority = match cfg.session.owner_uid {
+        Some(uid) => SessionAuthority::Uid(uid),
+        None => SessionAuthority::logind(&cfg.focus.seat),
+    };
+    let agent_uids = nix::unistd::User::from_name(&cfg.session.agent_user)
+        .ok()
+        .flatten()
+        .map(|u| vec![u.uid.as_raw()])
+        .unwrap_or_default();
+    sessions::spawn(
+        SessionSocketOptions {
+            path: paths.session.clone(),
+            authority,
+            agent_uids,
+        },
+        tx.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", paths.session.display()))?;
+    Ok((rx, tx))
 }
 
 /// `imprint agent`: the unprivileged half alone.
@@ -123,14 +161,14 @@ fn input_for(cfg: &Config, replay: Option<&Path>, speed: Speed) -> anyhow::Resul
     })
 }
 
-/// Focus tracking for live input, on its own thread: its X11 client makes blocking round
-/// trips, and a hung display server must never stall the capture loop.
-fn focus_for(cfg: &Config, input: &Input) -> Option<mpsc::Receiver<Box<FocusInfo>>> {
+/// Focus trackers in this process (`imprint run`), on their own thread: the X11 client
+/// makes blocking round trips, and a hung display server must never stall the capture loop.
+fn spawn_focus(cfg: &Config, input: &Input, tx: &mpsc::Sender<SessionEvent>) {
     if !matches!(input, Input::Evdev(_) | Input::Ebpf(..)) {
-        return None;
+        return;
     }
-    let (tx, rx) = mpsc::channel(64);
     let focus = cfg.focus.clone();
+    let tx = tx.clone();
     let spawned = std::thread::Builder::new()
         .name("imprint-focus".into())
         .spawn(move || {
@@ -138,14 +176,24 @@ fn focus_for(cfg: &Config, input: &Input) -> Option<mpsc::Receiver<Box<FocusInfo
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(imprint_session::run(focus, tx)),
+                Ok(rt) => rt.block_on(async move {
+                    let (ftx, mut frx) = mpsc::channel::<Box<imprint_record::FocusInfo>>(64);
+                    let forward = async move {
+                        while let Some(mut f) = frx.recv().await {
+                            f.reporter = "inproc".into();
+                            if tx.send(SessionEvent::Focus(0, f)).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::join!(imprint_session::run(focus, ftx), forward);
+                }),
                 Err(e) => tracing::error!(error = %e, "cannot start the focus tracker"),
             }
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the focus tracker; events carry unknown focus");
     }
-    Some(rx)
 }
 
 fn collector_options(cfg: &Config, paths: &Paths) -> anyhow::Result<CollectorOptions> {
@@ -187,6 +235,7 @@ fn agent_options(
         policy_source: None,
         exit_when_closed,
         control_path: Some(paths.control.clone()),
+        session_socket: Some(paths.session.clone()),
     })
 }
 

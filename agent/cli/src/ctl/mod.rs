@@ -47,12 +47,17 @@ enum Command {
         #[arg(long, default_value = "1", requires = "replay")]
         speed: Speed,
     },
-    /// Run the privileged collector: capture → ring.
+    /// Run the privileged collector: capture → ring (what `imprint-collector` does, plus
+    /// replay for tests and trials).
     Collector {
         #[arg(long, value_name = "FILE.yaml")]
         replay: Option<PathBuf>,
         #[arg(long, default_value = "1", requires = "replay")]
         speed: Speed,
+        /// Attribute the replayed input to the focus imprint-session reports, as if it were
+        /// typed live, and start replaying once the first report has arrived.
+        #[arg(long, requires = "replay")]
+        session_focus: bool,
     },
     /// Run the unprivileged agent: ring → policy → spool.
     Agent {
@@ -98,6 +103,8 @@ pub struct Paths {
     pub spool: PathBuf,
     /// The agent's control socket.
     pub control: PathBuf,
+    /// The collector's session socket (helpers' focus reports, the agent's verdicts).
+    pub session: PathBuf,
 }
 
 impl Locations {
@@ -135,6 +142,7 @@ impl Locations {
                     .join(imprint_agent::control::SOCKET_FILE),
             },
             spool: data.join("spool"),
+            session: run.join(imprint_collector::sessions::SOCKET_FILE),
         }
     }
 }
@@ -146,7 +154,11 @@ pub fn main() -> i32 {
     let loc = cli.loc;
     let result = match cli.command {
         Command::Run { replay, speed } => daemons::run(&loc, replay.as_deref(), speed),
-        Command::Collector { replay, speed } => daemons::collector(&loc, replay.as_deref(), speed),
+        Command::Collector {
+            replay,
+            speed,
+            session_focus,
+        } => daemons::collector(&loc, replay.as_deref(), speed, session_focus),
         Command::Agent { exit_when_closed } => daemons::agent(&loc, exit_when_closed),
         Command::Dump => dump::run(&loc),
         Command::Verify => verify::run(&loc),

@@ -36,7 +36,19 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// The next scope-gate state; pending forever once the collector has dropped its end.
+async fn scope_change(scope: &mut Option<watch::Receiver<bool>>) -> bool {
+    if let Some(rx) = scope {
+        if rx.changed().await.is_ok() {
+            return *rx.borrow_and_update();
+        }
+    }
+    *scope = None;
+    std::future::pending().await
+}
 
 /// How long the reader lets a burst accumulate after a wake-up before draining.
 pub const COALESCE: Duration = Duration::from_millis(1);
@@ -163,6 +175,8 @@ pub struct Programs {
     counters: PerCpuArray<MapData, u64>,
     ringbuf_bytes: u32,
     paused: bool,
+    /// The focused context is out of scope (the agent's verdict): closed like a pause.
+    scope_closed: bool,
     allow_list: bool,
 }
 
@@ -262,6 +276,7 @@ pub fn load(opts: &EbpfOptions, paused: bool) -> Result<Programs, Unavailable> {
         counters,
         ringbuf_bytes: opts.ringbuf_bytes,
         paused,
+        scope_closed: false,
         allow_list: false,
     })
 }
@@ -363,15 +378,21 @@ impl Programs {
     }
 
     fn write_gate(&mut self) -> Result<(), aya::maps::MapError> {
-        let mut gate = if self.paused {
+        let mut gate = if self.paused || self.scope_closed {
             Gate::CLOSED
         } else {
             Gate::OPEN
         };
-        if self.allow_list && !self.paused {
+        if self.allow_list && !self.paused && !self.scope_closed {
             gate.flags |= GATE_ALLOW_LIST;
         }
         self.gate.set(0, gate, 0)
+    }
+
+    /// Closes the in-kernel gate while the focused context is out of scope.
+    pub fn set_scope_closed(&mut self, closed: bool) -> Result<(), aya::maps::MapError> {
+        self.scope_closed = closed;
+        self.write_gate()
     }
 
     /// Opens or closes the in-kernel gate.
@@ -515,6 +536,7 @@ pub fn start(
     opts: &EbpfOptions,
     fallback_dir: PathBuf,
     ring_path: &Path,
+    scope: watch::Receiver<bool>,
     tx: SourceTx,
 ) -> (Source, JoinHandle<anyhow::Result<()>>) {
     let pause_file = ring_path
@@ -549,7 +571,7 @@ pub fn start(
                     .store(progs.ringbuf_bytes.into(), Ordering::Relaxed);
             }
             let task = tokio::spawn(async move {
-                run(progs, view, pause_file, tx).await.map_err(|e| {
+                run(progs, view, pause_file, scope, tx).await.map_err(|e| {
                     tracing::error!(error = %e, "eBPF source stopped");
                     anyhow::Error::from(e)
                 })
@@ -909,8 +931,10 @@ async fn run(
     mut progs: Programs,
     view: Option<StatusView>,
     pause_file: PathBuf,
+    scope: watch::Receiver<bool>,
     tx: SourceTx,
 ) -> std::io::Result<()> {
+    let mut scope = Some(scope);
     let Some(ring) = progs.events.take() else {
         return Err(std::io::Error::other(
             "the BPF ring buffer was already taken",
@@ -979,6 +1003,11 @@ async fn run(
                 tracing::info!(paused, "capture {} (in-kernel gate {})",
                     if paused { "paused" } else { "resumed" },
                     if paused { "closed" } else { "open" });
+            }
+            closed = scope_change(&mut scope) => {
+                if let Err(e) = r.progs.set_scope_closed(closed) {
+                    tracing::error!(error = %e, "cannot update the in-kernel gate");
+                }
             }
             () = tx.closed() => return Ok(()),
         }

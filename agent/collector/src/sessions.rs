@@ -1,0 +1,254 @@
+//! The session socket (`/run/imprint/session.sock`): imprint-session helpers report what has
+//! focus in their login session, and the agent returns its scope verdict for each focus.
+//!
+//! Trust comes from the kernel, never from a message: every connection's uid is read with
+//! `SO_PEERCRED`. A focus report is accepted only from the uid that owns the seat's active
+//! login session (logind's state files, re-read for every report so that a switch of user is
+//! followed); a verdict only from the agent's uid. Everything else is refused and counted.
+//! Packets are decoded as untrusted input ([`imprint_record::wire`]).
+
+use imprint_procs::logind;
+use imprint_record::wire::{decode_message, SessionMessage, Verdict, MAX_MESSAGE_BYTES};
+use imprint_record::FocusInfo;
+use nix::sys::socket::{
+    accept4, bind, getsockopt, listen, recv, socket, sockopt, AddressFamily, Backlog, MsgFlags,
+    SockFlag, SockType, UnixAddr,
+};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+
+/// The socket's name in the collector's run directory.
+pub const SOCKET_FILE: &str = "session.sock";
+
+/// What the session socket tells the collector's loop.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// The active session's helper on connection `conn` reports this focus (`conn` 0: trackers
+    /// in this process).
+    Focus(u64, Box<FocusInfo>),
+    /// The agent's verdict for a focus.
+    Verdict(Verdict),
+    /// A helper connected.
+    HelperUp { conn: u64, uid: u32 },
+    /// A helper's connection closed (it exited, crashed or was killed).
+    HelperDown { conn: u64, uid: u32 },
+    /// A report from a peer that does not own the seat's active session.
+    Refused { uid: u32 },
+    /// A verdict from a peer that is not the agent.
+    VerdictRefused { uid: u32 },
+    /// A packet that was too long or did not decode.
+    Malformed,
+}
+
+/// Who may report focus: the owner of the seat's active session.
+#[derive(Clone, Debug)]
+pub enum SessionAuthority {
+    /// logind's state files (normally `/run/systemd/seats`, `/run/systemd/sessions`).
+    Logind {
+        seats_dir: PathBuf,
+        sessions_dir: PathBuf,
+        seat: String,
+    },
+    /// A fixed uid, for machines without logind (the VM, tests) where the operator says whose
+    /// session the seat is.
+    Uid(u32),
+}
+
+impl SessionAuthority {
+    /// logind on `seat`, at its usual paths.
+    pub fn logind(seat: &str) -> SessionAuthority {
+        SessionAuthority::Logind {
+            seats_dir: logind::SEATS_DIR.into(),
+            sessions_dir: logind::SESSIONS_DIR.into(),
+            seat: seat.into(),
+        }
+    }
+
+    /// The active session of the seat, if `uid` owns it.
+    fn active_for(&self, uid: u32) -> Option<ActiveSession> {
+        match self {
+            SessionAuthority::Uid(u) => (*u == uid).then(ActiveSession::default),
+            SessionAuthority::Logind {
+                seats_dir,
+                sessions_dir,
+                seat,
+            } => {
+                let id = logind::active_session_id(seats_dir, seat)?;
+                let s = logind::load_session(sessions_dir, &id)?;
+                (s.uid == uid).then(|| ActiveSession {
+                    id: s.id,
+                    seat: seat.clone(),
+                })
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct ActiveSession {
+    id: String,
+    seat: String,
+}
+
+/// Session socket settings.
+#[derive(Clone, Debug)]
+pub struct SessionSocketOptions {
+    pub path: PathBuf,
+    pub authority: SessionAuthority,
+    /// Uids whose verdicts are accepted (the agent's user; the collector's own uid always is,
+    /// for `imprint run`).
+    pub agent_uids: Vec<u32>,
+}
+
+/// Binds the socket (mode 0666: every user's helper must reach it; trust comes from the peer
+/// credentials) and serves it until `tx` closes.
+pub fn spawn(
+    opts: SessionSocketOptions,
+    tx: mpsc::Sender<SessionEvent>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = bind_listener(&opts.path)?;
+    tracing::info!(socket = %opts.path.display(), "session socket listening");
+    Ok(tokio::spawn(serve(listener, opts, tx)))
+}
+
+fn bind_listener(path: &Path) -> std::io::Result<AsyncFd<OwnedFd>> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    listen(&fd, Backlog::new(16).map_err(std::io::Error::from)?)?;
+    // SAFETY: the AsyncFd owns `fd`, so the descriptor stays open while it is registered.
+    unsafe { AsyncFd::register(fd) }.map_err(|e| e.into())
+}
+
+async fn serve(
+    listener: AsyncFd<OwnedFd>,
+    opts: SessionSocketOptions,
+    tx: mpsc::Sender<SessionEvent>,
+) {
+    let own_uid = nix::unistd::geteuid().as_raw();
+    let mut next_conn = 0u64;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.readable() => r,
+            () = tx.closed() => return,
+        };
+        let mut guard = match accepted {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::error!(error = %e, "session socket failed; helpers cannot report");
+                return;
+            }
+        };
+        let conn = match guard.try_io(|l| {
+            accept4(
+                l.as_raw_fd(),
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(std::io::Error::from)
+        }) {
+            Ok(Ok(fd)) => fd,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "session socket accept failed");
+                continue;
+            }
+            Err(_would_block) => continue,
+        };
+        // SAFETY: accept4 returned a new descriptor that nothing else owns.
+        let conn: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(conn) };
+        let uid = match getsockopt(&conn, sockopt::PeerCredentials) {
+            Ok(c) => c.uid(),
+            Err(e) => {
+                tracing::warn!(error = %e, "no peer credentials on the session socket; closing");
+                continue;
+            }
+        };
+        next_conn += 1;
+        let is_agent = uid == own_uid || opts.agent_uids.contains(&uid);
+        let id = next_conn;
+        let tx = tx.clone();
+        let authority = opts.authority.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(conn, id, uid, is_agent, authority, tx).await {
+                tracing::debug!(uid, error = %e, "session connection ended");
+            }
+        });
+    }
+}
+
+async fn connection(
+    fd: OwnedFd,
+    conn: u64,
+    uid: u32,
+    is_agent: bool,
+    authority: SessionAuthority,
+    tx: mpsc::Sender<SessionEvent>,
+) -> std::io::Result<()> {
+    // SAFETY: the AsyncFd owns `fd`, so the descriptor stays open while it is registered.
+    let fd = unsafe { AsyncFd::register(fd) }?;
+    // One byte more than the limit tells an oversized packet (truncated by the kernel) apart.
+    let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
+    let mut helper = false;
+    let result = loop {
+        let mut guard = fd.readable().await?;
+        let n = match guard.try_io(|f| {
+            recv(f.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC).map_err(std::io::Error::from)
+        }) {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => break Err(e),
+            Err(_would_block) => continue,
+        };
+        if n == 0 {
+            break Ok(());
+        }
+        let event = if n > MAX_MESSAGE_BYTES {
+            SessionEvent::Malformed
+        } else {
+            match decode_message(&buf[..n]) {
+                Err(e) => {
+                    tracing::warn!(uid, error = %e, "malformed session message");
+                    SessionEvent::Malformed
+                }
+                Ok(SessionMessage::Verdict(v)) if is_agent => SessionEvent::Verdict(v),
+                Ok(SessionMessage::Verdict(_)) => SessionEvent::VerdictRefused { uid },
+                Ok(SessionMessage::Focus(mut f)) => match authority.active_for(uid) {
+                    Some(active) => {
+                        if !helper {
+                            helper = true;
+                            if tx.send(SessionEvent::HelperUp { conn, uid }).await.is_err() {
+                                break Ok(());
+                            }
+                        }
+                        f.reporter = "session".into();
+                        f.reporter_uid = uid;
+                        if !active.id.is_empty() {
+                            f.session = active.id;
+                            f.seat = active.seat;
+                        }
+                        SessionEvent::Focus(conn, f)
+                    }
+                    None => SessionEvent::Refused { uid },
+                },
+            }
+        };
+        if tx.send(event).await.is_err() {
+            break Ok(());
+        }
+    };
+    if helper {
+        let _ = tx.send(SessionEvent::HelperDown { conn, uid }).await;
+    }
+    result
+}

@@ -1,0 +1,146 @@
+//! Messages on the collector's session socket (`/run/imprint/session.sock`): focus reports
+//! from imprint-session and scope verdicts from the agent. One Cap'n Proto message per
+//! SOCK_SEQPACKET packet; the collector decodes them as untrusted input with tight limits.
+
+use crate::codec::{fill_focus, read_focus, DecodeError};
+use crate::FocusInfo;
+use capnp::message::{Builder, ReaderOptions};
+use capnp::serialize;
+use imprint_schema as schema;
+
+/// The largest packet the collector reads; a longer one is refused (and counted).
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// Device classes a verdict may admit (bits of [`Verdict::classes`]).
+pub mod class {
+    pub const KEYBOARD: u32 = 1;
+    pub const POINTER: u32 = 2;
+    pub const TOUCHPAD: u32 = 4;
+    pub const TABLET: u32 = 8;
+    pub const VIRTUAL: u32 = 16;
+    pub const ALL: u32 = KEYBOARD | POINTER | TOUCHPAD | TABLET | VIRTUAL;
+}
+
+/// The agent's scope decision for one focus.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub focus_seq: u64,
+    pub ring_epoch: u64,
+    /// Bits of [`class`]; 0 admits nothing, so the collector closes the in-kernel gate.
+    pub classes: u32,
+}
+
+/// One message on the session socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionMessage {
+    Focus(Box<FocusInfo>),
+    Verdict(Verdict),
+}
+
+fn options() -> ReaderOptions {
+    *ReaderOptions::new()
+        .traversal_limit_in_words(Some(MAX_MESSAGE_BYTES / 8))
+        .nesting_limit(4)
+}
+
+/// Encodes `msg` as one packet.
+pub fn encode_message(msg: &SessionMessage) -> Vec<u8> {
+    let mut builder = Builder::new_default();
+    let root = builder.init_root::<schema::session_message::Builder>();
+    match msg {
+        SessionMessage::Focus(f) => fill_focus(root.init_focus(), f),
+        SessionMessage::Verdict(v) => {
+            let mut b = root.init_verdict();
+            b.set_focus_seq(v.focus_seq);
+            b.set_ring_epoch(v.ring_epoch);
+            b.set_classes(v.classes);
+        }
+    }
+    let mut out = Vec::with_capacity(256);
+    // Writing into a Vec cannot fail.
+    let _ = serialize::write_message(&mut out, &builder);
+    out
+}
+
+/// Decodes one packet; anything malformed, oversized or trailing is an error.
+pub fn decode_message(mut packet: &[u8]) -> Result<SessionMessage, DecodeError> {
+    if packet.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError::Capnp(capnp::Error::failed(format!(
+            "message of {} bytes exceeds {MAX_MESSAGE_BYTES}",
+            packet.len()
+        ))));
+    }
+    let reader = serialize::read_message_from_flat_slice(&mut packet, options())?;
+    if !packet.is_empty() {
+        return Err(DecodeError::Capnp(capnp::Error::failed(
+            "trailing bytes after the message".into(),
+        )));
+    }
+    let root = reader.get_root::<schema::session_message::Reader>()?;
+    Ok(match root.which()? {
+        schema::session_message::Which::Focus(f) => {
+            SessionMessage::Focus(Box::new(read_focus(f?)?))
+        }
+        schema::session_message::Which::Verdict(v) => {
+            let v = v?;
+            SessionMessage::Verdict(Verdict {
+                focus_seq: v.get_focus_seq(),
+                ring_epoch: v.get_ring_epoch(),
+                classes: v.get_classes(),
+            })
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{TtyMode, WindowRect};
+
+    #[test]
+    fn messages_round_trip() {
+        let focus = SessionMessage::Focus(Box::new(FocusInfo {
+            pid: 42,
+            exe: "/usr/bin/bash".into(),
+            tty: TtyMode::NoEcho,
+            locked: true,
+            locked_by: "x11:i3lock".into(),
+            secure_field: true,
+            window: WindowRect {
+                x: -5,
+                y: 7,
+                width: 640,
+                height: 480,
+            },
+            ..Default::default()
+        }));
+        let verdict = SessionMessage::Verdict(Verdict {
+            focus_seq: 9,
+            ring_epoch: 3,
+            classes: class::POINTER,
+        });
+        for m in [focus, verdict] {
+            assert_eq!(decode_message(&encode_message(&m)).expect("decodes"), m);
+        }
+    }
+
+    #[test]
+    fn malformed_packets_are_errors_not_panics() {
+        let good = encode_message(&SessionMessage::Verdict(Verdict::default()));
+        assert!(decode_message(&[]).is_err());
+        assert!(decode_message(&good[..good.len() - 1]).is_err());
+        let mut trailing = good.clone();
+        trailing.extend_from_slice(&[0; 8]);
+        assert!(decode_message(&trailing).is_err());
+        assert!(decode_message(&vec![0xff; MAX_MESSAGE_BYTES + 1]).is_err());
+        // Every truncation and every single-byte flip decodes or errs; none panics.
+        for cut in 0..good.len() {
+            let _ = decode_message(&good[..cut]);
+        }
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x5a;
+            let _ = decode_message(&b);
+        }
+    }
+}

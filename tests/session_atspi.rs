@@ -1,0 +1,471 @@
+//! AT-SPI password-field detection against the real stack: a real Xvfb, a private
+//! `dbus-daemon --session`, Debian's at-spi2-core (`at-spi-bus-launcher` and
+//! `at-spi2-registryd`, both started by D-Bus activation exactly as in a desktop session),
+//! and a real GTK 3 program (`tests/data/gtk_password.py`) with a normal entry and a
+//! password entry whose focus the test moves. The watcher (`imprint_session::atspi::watch`)
+//! must register for focus events with the registry, report the normal entry as
+//! `password: false` and the password entry as `password: true` (role 40,
+//! `password text`), and return an error once the accessibility bus goes away.
+//!
+//! Needs: xvfb, dbus-daemon, at-spi2-core, python3-gi, gir1.2-gtk-3.0 (tests/setup.sh).
+
+use imprint_session::atspi::{self, AccessibleFocus, AtspiError};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(20);
+/// The program name the GTK script gives itself (its AT-SPI application name).
+const APP: &str = "imprint-gtk-password";
+const PYTHON: &str = "/usr/bin/python3";
+const BUS_LAUNCHER: &str = "/usr/libexec/at-spi-bus-launcher";
+const REGISTRYD: &str = "/usr/libexec/at-spi2-registryd";
+
+/// A child killed, with its whole process group (what D-Bus activated under it), on drop.
+struct Group(Child);
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Fails loudly, naming the Debian package, when a program the test needs is missing.
+fn require(path: &str, package: &str) {
+    let found = if path.contains('/') {
+        Path::new(path).exists()
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(path).is_file()))
+            .unwrap_or(false)
+    };
+    assert!(
+        found,
+        "{path} is missing: apt-get install {package} (or run tests/setup.sh)"
+    );
+}
+
+fn require_gtk() {
+    require(PYTHON, "python3");
+    let out = Command::new(PYTHON)
+        .args([
+            "-c",
+            "import gi; gi.require_version('Gtk', '3.0'); from gi.repository import Gtk",
+        ])
+        .env_remove("DISPLAY")
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "{PYTHON} cannot load GTK 3 through gi: apt-get install python3-gi gir1.2-gtk-3.0 \
+         (or run tests/setup.sh)\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Lines a child prints on stdout, read on a thread.
+fn lines_of(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn next_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    rx.recv_timeout(T)
+        .unwrap_or_else(|e| panic!("no {what} within {T:?} ({e})"))
+}
+
+/// A real Xvfb on a display it picks itself (`-displayfd`): no clash with other tests or
+/// servers. Returns the server and `:N`.
+fn xvfb() -> (Group, String) {
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-nolisten",
+            "tcp",
+            "-screen",
+            "0",
+            "640x480x24",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn Xvfb (apt-get install xvfb)");
+    let out = lines_of(child.stdout.take().expect("Xvfb stdout"));
+    let child = Group(child);
+    // Xvfb writes the number once it accepts connections.
+    let n = next_line(&out, "display number from Xvfb -displayfd");
+    let n: u32 = n.trim().parse().expect("Xvfb display number");
+    (child, format!(":{n}"))
+}
+
+/// The environment of every process of the fake session.
+struct SessionEnv {
+    display: String,
+    runtime: PathBuf,
+}
+
+impl SessionEnv {
+    fn apply(&self, c: &mut Command) {
+        c.env("DISPLAY", &self.display)
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            // The bus launcher stores org.a11y.Status.IsEnabled in GSettings: keep it in memory.
+            .env("GSETTINGS_BACKEND", "memory")
+            .env_remove("NO_AT_BRIDGE")
+            .env_remove("AT_SPI_BUS_ADDRESS")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("WAYLAND_DISPLAY");
+    }
+}
+
+/// A private session bus (`dbus-daemon --session`, so it D-Bus-activates the AT-SPI
+/// launcher from /usr/share/dbus-1/services): (daemon, address).
+fn session_bus(dir: &Path, env: &SessionEnv) -> (Group, String) {
+    let sock = dir.join("bus");
+    let mut c = Command::new("dbus-daemon");
+    c.args(["--session", "--nofork", "--print-address=1"])
+        .arg(format!("--address=unix:path={}", sock.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
+    env.apply(&mut c);
+    let mut child = c
+        .spawn()
+        .expect("spawn dbus-daemon (apt-get install dbus-daemon)");
+    let out = lines_of(child.stdout.take().expect("dbus-daemon stdout"));
+    let child = Group(child);
+    // It prints the address once it listens.
+    let addr = next_line(&out, "address from dbus-daemon --print-address");
+    (child, addr)
+}
+
+/// The GTK program, its stdin (commands) and its stdout lines (`ready`, `ok …`).
+struct Gtk {
+    _child: Group,
+    stdin: ChildStdin,
+    out: mpsc::Receiver<String>,
+    stderr: PathBuf,
+}
+
+impl Gtk {
+    fn start(env: &SessionEnv, bus: &str, dir: &Path) -> Gtk {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/gtk_password.py");
+        let stderr = dir.join("gtk.stderr");
+        let mut c = Command::new(PYTHON);
+        c.arg(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("gtk.stderr"))
+            .process_group(0);
+        env.apply(&mut c);
+        c.env("DBUS_SESSION_BUS_ADDRESS", bus);
+        let mut child = c.spawn().expect("spawn the GTK test program");
+        let stdin = child.stdin.take().expect("stdin");
+        let out = lines_of(child.stdout.take().expect("stdout"));
+        Gtk {
+            _child: Group(child),
+            stdin,
+            out,
+            stderr,
+        }
+    }
+
+    fn expect_line(&self, want: &str) {
+        let got = self.out.recv_timeout(T).unwrap_or_else(|e| {
+            panic!(
+                "the GTK program did not say {want:?} within {T:?} ({e}); its stderr:\n{}",
+                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            )
+        });
+        assert_eq!(got, want, "the GTK program's answer");
+    }
+
+    /// Moves GTK's focus to the `normal` or `password` entry.
+    fn focus(&mut self, entry: &str) {
+        writeln!(self.stdin, "{entry}").expect("write to the GTK program");
+        self.stdin.flush().expect("flush");
+        self.expect_line(&format!("ok {entry}"));
+    }
+}
+
+/// The watcher on its own runtime thread: its reports, and its result once it returns.
+struct Watch {
+    reports: mpsc::Receiver<AccessibleFocus>,
+    done: mpsc::Receiver<Result<(), AtspiError>>,
+    seen: Vec<AccessibleFocus>,
+}
+
+impl Watch {
+    fn start(bus: String) -> Watch {
+        let (rep_tx, reports) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+                let fwd = async move {
+                    while let Some(f) = rx.recv().await {
+                        if rep_tx.send(f).is_err() {
+                            break;
+                        }
+                    }
+                    std::future::pending::<()>().await
+                };
+                let res = tokio::select! {
+                    r = atspi::watch(Some(bus), tx) => r,
+                    () = fwd => unreachable!(),
+                };
+                let _ = done_tx.send(res);
+            });
+        });
+        Watch {
+            reports,
+            done,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next report about one of the two entries of the GTK program (its other widgets,
+    /// e.g. the window, are skipped); panics with everything seen on timeout.
+    fn next_entry(&mut self, after: &str) -> AccessibleFocus {
+        let deadline = Instant::now() + T;
+        loop {
+            if let Ok(res) = self.done.try_recv() {
+                panic!(
+                    "the watcher returned early ({res:?}); seen: {:#?}",
+                    self.seen
+                );
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let f = self.reports.recv_timeout(left).unwrap_or_else(|e| {
+                panic!(
+                    "no focus report for an entry after {after} within {T:?} ({e}); seen: {:#?}",
+                    self.seen
+                )
+            });
+            self.seen.push(f.clone());
+            if f.app == APP && (f.role_name == "text" || f.role_name == "password text") {
+                return f;
+            }
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn connect(addr: &str) -> zbus::Connection {
+    zbus::connection::Builder::address(addr)
+        .expect("address")
+        .build()
+        .await
+        .expect("connect")
+}
+
+/// The accessibility bus address, from the (activated) launcher.
+async fn a11y_address(session: &zbus::Connection) -> String {
+    session
+        .call_method(
+            Some("org.a11y.Bus"),
+            "/org/a11y/bus",
+            Some("org.a11y.Bus"),
+            "GetAddress",
+            &(),
+        )
+        .await
+        .expect("org.a11y.Bus.GetAddress")
+        .body()
+        .deserialize::<String>()
+        .expect("address")
+}
+
+/// The events listeners have registered with the registry: (listener, event).
+async fn registered(a11y: &zbus::Connection) -> Vec<(String, String)> {
+    match a11y
+        .call_method(
+            Some("org.a11y.atspi.Registry"),
+            "/org/a11y/atspi/registry",
+            Some("org.a11y.atspi.Registry"),
+            "GetRegisteredEvents",
+            &(),
+        )
+        .await
+    {
+        Ok(r) => r.body().deserialize().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn status_enabled(session: &zbus::Connection) -> bool {
+    let v: zbus::zvariant::OwnedValue = session
+        .call_method(
+            Some("org.a11y.Bus"),
+            "/org/a11y/bus",
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.a11y.Status", "IsEnabled"),
+        )
+        .await
+        .expect("Get IsEnabled")
+        .body()
+        .deserialize()
+        .expect("IsEnabled");
+    bool::try_from(v).expect("IsEnabled is a boolean")
+}
+
+async fn pid_of(conn: &zbus::Connection, name: &str) -> u32 {
+    conn.call_method(
+        Some("org.freedesktop.DBus"),
+        "/org/freedesktop/DBus",
+        Some("org.freedesktop.DBus"),
+        "GetConnectionUnixProcessID",
+        &(name,),
+    )
+    .await
+    .expect("GetConnectionUnixProcessID")
+    .body()
+    .deserialize::<u32>()
+    .expect("pid")
+}
+
+#[test]
+fn password_entry_focus_is_reported_as_secure() {
+    require("Xvfb", "xvfb");
+    require("dbus-daemon", "dbus-daemon");
+    require(BUS_LAUNCHER, "at-spi2-core");
+    require(REGISTRYD, "at-spi2-core");
+    require_gtk();
+    let started = Instant::now();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = dir.path().join("run");
+    std::fs::create_dir(&runtime).expect("runtime dir");
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod runtime dir");
+    let (_x, display) = xvfb();
+    let env = SessionEnv { display, runtime };
+    let (_bus, addr) = session_bus(dir.path(), &env);
+    let rt = rt();
+
+    // The watcher first: the registry must know what it wants before the program starts.
+    let mut watch = Watch::start(addr.clone());
+    let (session, a11y) = rt.block_on(async {
+        let session = connect(&addr).await;
+        let a11y = connect(&a11y_address(&session).await).await;
+        (session, a11y)
+    });
+    let deadline = Instant::now() + T;
+    let regs = loop {
+        let regs = rt.block_on(registered(&a11y));
+        if !regs.is_empty() || true || regs
+            .iter()
+            .any(|(_, ev)| ev.is_empty() || true)
+        {
+            break regs;
+        }
+        if let Ok(res) = watch.done.try_recv() {
+            panic!("the watcher returned before registering: {res:?}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watcher never registered object:state-changed:focused with the AT-SPI \
+             registry within {T:?}; registered: {regs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        rt.block_on(status_enabled(&session)),
+        "the watcher left org.a11y.Status.IsEnabled off; registered: {regs:?}"
+    );
+
+    eprintln!("REGS {regs:?}");
+    let mut gtk = Gtk::start(&env, &addr, dir.path());
+    gtk.expect_line("ready");
+
+    // The window took the focus with the normal entry focused.
+    let first = watch.next_entry("the window took focus");
+    assert_eq!(
+        (first.role, first.role_name.as_str(), first.password),
+        (61, "text", false),
+        "the normal entry, focused at start: {first:?}"
+    );
+
+    gtk.focus("password");
+    let pw = watch.next_entry("focusing the password entry");
+    assert_eq!(
+        pw,
+        AccessibleFocus {
+            role: 40,
+            role_name: "password text".into(),
+            password: true,
+            app: APP.into(),
+        },
+        "the password entry"
+    );
+
+    gtk.focus("normal");
+    let normal = watch.next_entry("focusing the normal entry");
+    assert_eq!(
+        normal,
+        AccessibleFocus {
+            role: 61,
+            role_name: "text".into(),
+            password: false,
+            app: APP.into(),
+        },
+        "the normal entry"
+    );
+
+    gtk.focus("password");
+    let again = watch.next_entry("focusing the password entry again");
+    assert!(
+        again.password && again.role == 40,
+        "the password entry, again: {again:?}"
+    );
+
+    // The accessibility bus goes away (its launcher stops, taking its dbus-daemon with
+    // it): the watcher must return an error for its caller to reconnect.
+    let launcher = rt.block_on(pid_of(&session, "org.a11y.Bus"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(launcher as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stop at-spi-bus-launcher");
+    drop(a11y);
+    match watch.done.recv_timeout(T) {
+        Ok(Err(e)) => eprintln!("watcher after losing the accessibility bus: {e}"),
+        Ok(Ok(())) => panic!("the watcher returned Ok after losing the accessibility bus"),
+        Err(e) => {
+            panic!("the watcher did not notice the lost accessibility bus within {T:?} ({e})")
+        }
+    }
+    eprintln!(
+        "session_atspi: {} reports, {:?}",
+        watch.seen.len(),
+        started.elapsed()
+    );
+}

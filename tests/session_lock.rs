@@ -1,0 +1,355 @@
+//! Screen lock detection against a real Xvfb with real lockers (i3lock, xsecurelock).
+//!
+//! These lockers never take EWMH focus: they map an override-redirect window over the screen
+//! and grab the keyboard. The test plays the window manager's part for an ordinary client
+//! (xterm), setting `_NET_ACTIVE_WINDOW` to it with xprop as an EWMH window manager does, then
+//! starts a locker and checks that `imprint_session::lock::watch_x11` reports the session
+//! locked while `_NET_ACTIVE_WINDOW` still names xterm (so focus alone would have attributed
+//! the typed password to xterm), and unlocked once the locker is killed.
+//!
+//! The logind watcher is only unit-tested (message parsing, in agent/session/src/lock.rs): no
+//! logind runs here, and it has not been run against a real one.
+
+mod common;
+
+use common::wait_until;
+use imprint_session::lock::{watch_x11, LockState};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Generous: every wait ends as soon as its condition holds.
+const T: Duration = Duration::from_secs(30);
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A child leading its own process group, killed with the whole group.
+struct Group(Child, bool);
+impl Group {
+    fn kill(&mut self) {
+        if std::mem::replace(&mut self.1, true) {
+            return;
+        }
+        let pgid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One test at a time (as in focus_x11.rs): parallel X clients under load were seen to miss
+/// deadlines there.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Panics naming the Debian package when `program` is not on PATH.
+fn require(program: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} is not installed: apt-get install {package} (or run tests/setup.sh)"
+    );
+}
+
+/// A display number no X server uses. Counted from 500 so as not to meet focus_x11.rs's
+/// numbers (from 100) when both test binaries run at once.
+fn free_display() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(500);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(n < 800, "no free X display number");
+        if !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        {
+            return n;
+        }
+    }
+}
+
+/// A running Xvfb and its display name.
+fn xvfb() -> (Kill, String) {
+    require("Xvfb", "xvfb");
+    require("xprop", "x11-utils");
+    let n = free_display();
+    let display = format!(":{n}");
+    let child = Command::new("Xvfb")
+        .arg(&display)
+        .args(["-nolisten", "tcp", "-screen", "0", "640x480x24"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn Xvfb (apt-get install xvfb)");
+    let server = Kill(child);
+    // xprop succeeding means the server accepts clients.
+    wait_until("Xvfb to answer", T, || {
+        Command::new("xprop")
+            .args(["-display", &display, "-root", "-len", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(|s| s.success())
+    });
+    (server, display)
+}
+
+fn client(display: &str, cmd: &[&str], package: &str) -> Kill {
+    require(cmd[0], package);
+    Kill(
+        Command::new(cmd[0])
+            .args(&cmd[1..])
+            .env("DISPLAY", display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {} (apt-get install {package}): {e}", cmd[0])),
+    )
+}
+
+/// The top-level window of the client with WM_CLASS `class`.
+fn window_of(display: &str, class: &str) -> u32 {
+    require("xdotool", "xdotool");
+    wait_until(&format!("a {class} window"), T, || {
+        let out = Command::new("xdotool")
+            .args(["search", "--class", class])
+            .env("DISPLAY", display)
+            .output()
+            .ok()?;
+        // The last match is the top-level window (toolkits create inner ones first).
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+    })
+}
+
+/// Sets `_NET_ACTIVE_WINDOW`, as an EWMH window manager does on a focus change.
+fn activate(display: &str, window: u32) {
+    let ok = Command::new("xprop")
+        .args([
+            "-display",
+            display,
+            "-root",
+            "-f",
+            "_NET_ACTIVE_WINDOW",
+            "32x",
+        ])
+        .args(["-set", "_NET_ACTIVE_WINDOW", &format!("{window:#x}")])
+        .status()
+        .expect("xprop")
+        .success();
+    assert!(ok, "xprop -set _NET_ACTIVE_WINDOW {window:#x}");
+}
+
+/// `_NET_ACTIVE_WINDOW` of the root window, if set.
+fn active_window(display: &str) -> Option<u32> {
+    let out = Command::new("xprop")
+        .args(["-display", display, "-root", "_NET_ACTIVE_WINDOW"])
+        .output()
+        .expect("xprop");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "_NET_ACTIVE_WINDOW(WINDOW): window id # 0x400003"
+    let hex = text.split("# ").nth(1)?.trim().split(',').next()?.trim();
+    u32::from_str_radix(hex.strip_prefix("0x")?, 16).ok()
+}
+
+/// Top-level windows that are mapped, with their WM_CLASS line from `xwininfo -tree`.
+fn mapped_toplevels(display: &str) -> String {
+    let out = Command::new("xwininfo")
+        .args(["-display", display, "-root", "-children"])
+        .output()
+        .expect("xwininfo");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Lock states from a `watch_x11` running on its own runtime thread.
+struct Watch {
+    rx: std::sync::mpsc::Receiver<Result<LockState, String>>,
+    seen: std::cell::RefCell<Vec<LockState>>,
+}
+
+fn watch(display: &str) -> Watch {
+    let display = display.to_owned();
+    let (out, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+            let done = out.clone();
+            let run = async move {
+                let r = watch_x11(Some(display), None, Vec::new(), tx).await;
+                let _ = done.send(Err(format!("watch_x11 returned {r:?}")));
+            };
+            let fwd = async move {
+                while let Some(s) = rx.recv().await {
+                    if out.send(Ok(s)).is_err() {
+                        break;
+                    }
+                }
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                () = run => {},
+                () = fwd => {},
+            }
+        });
+    });
+    Watch {
+        rx,
+        seen: Default::default(),
+    }
+}
+
+impl Watch {
+    /// Waits for the next state change and checks it; panics with everything seen if it
+    /// does not come, or the watcher stops.
+    fn next(&self, what: &str) -> LockState {
+        match self.rx.recv_timeout(T) {
+            Ok(Ok(s)) => {
+                self.seen.borrow_mut().push(s.clone());
+                s
+            }
+            Ok(Err(e)) => panic!("waiting for {what}: {e}; seen: {:?}", self.seen.borrow()),
+            Err(_) => panic!(
+                "no lock state for {what} within {T:?}; seen: {:?}",
+                self.seen.borrow()
+            ),
+        }
+    }
+
+    /// The watcher sends only changes, so the next state must be this one.
+    fn expect(&self, what: &str, want: LockState) {
+        let got = self.next(what);
+        assert_eq!(got, want, "{what}; seen: {:?}", self.seen.borrow());
+    }
+}
+
+fn unlocked() -> LockState {
+    LockState {
+        locked: false,
+        by: "x11".into(),
+    }
+}
+
+fn locked_by(locker: &str) -> LockState {
+    LockState {
+        locked: true,
+        by: format!("x11:{locker}"),
+    }
+}
+
+/// An ordinary client with EWMH focus, and a full-screen override-redirect window of a
+/// program that is no locker (which must not count as a lock).
+fn desktop(display: &str) -> (Kill, u32, Kill) {
+    let term = client(display, &["xterm", "-e", "sleep", "300"], "xterm");
+    let term_win = window_of(display, "XTerm");
+    activate(display, term_win);
+    assert_eq!(active_window(display), Some(term_win));
+    let cover = client(
+        display,
+        &[
+            "xmessage",
+            "-xrm",
+            "*overrideRedirect: true",
+            "-geometry",
+            "640x480+0+0",
+            "not a locker",
+        ],
+        "x11-utils",
+    );
+    window_of(display, "Xmessage");
+    (term, term_win, cover)
+}
+
+/// Runs one locker through lock and unlock.
+fn lock_cycle(locker: &str, cmd: &[&str], package: &str, class: &str) {
+    let _serial = one_at_a_time();
+    require(cmd[0], package);
+    let (_server, display) = xvfb();
+    let (_term, term_win, _cover) = desktop(&display);
+
+    let w = watch(&display);
+    w.expect(
+        "the initial state, a covering window of xmessage up",
+        unlocked(),
+    );
+
+    // In a process group of its own: xsecurelock's saver children go with it.
+    let lock = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .env("DISPLAY", &display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {} (apt-get install {package}): {e}", cmd[0]));
+    let mut lock = Group(lock, false);
+    w.expect(&format!("{locker} running"), locked_by(locker));
+    // The locker's window is there and mapped, and it did not take EWMH focus.
+    let lock_win = window_of(&display, class);
+    assert_eq!(
+        active_window(&display),
+        Some(term_win),
+        "{locker} (window {lock_win:#x}) left _NET_ACTIVE_WINDOW on xterm: focus alone would \
+         attribute the password to xterm; windows:\n{}",
+        mapped_toplevels(&display)
+    );
+
+    // A watcher started while the locker is up sees it at once (the start-up scan).
+    let late = watch(&display);
+    late.expect(&format!("{locker} already running"), locked_by(locker));
+
+    // Killed (not asked to unlock: a crash, or kill from another VT).
+    lock.kill();
+    w.expect(&format!("{locker} killed"), unlocked());
+    late.expect(&format!("{locker} killed (late watcher)"), unlocked());
+}
+
+#[test]
+fn i3lock_locks_without_taking_focus() {
+    lock_cycle("i3lock", &["i3lock", "-n"], "i3lock", "i3lock");
+}
+
+#[test]
+fn xsecurelock_locks_without_taking_focus() {
+    lock_cycle(
+        "xsecurelock",
+        &["xsecurelock"],
+        "xsecurelock",
+        "xsecurelock",
+    );
+}
+
+/// The display going away ends the watcher with an error (the caller then treats the lock
+/// state as unknown).
+#[test]
+fn watcher_reports_a_lost_display() {
+    let _serial = one_at_a_time();
+    let (server, display) = xvfb();
+    let w = watch(&display);
+    w.expect("the initial state", unlocked());
+    drop(server);
+    match w.rx.recv_timeout(T) {
+        Ok(Err(e)) => assert!(e.contains("Err("), "{e}"),
+        other => panic!("expected the watcher to fail, got {other:?}"),
+    }
+}
