@@ -14,14 +14,13 @@ mod common;
 
 use common::wait_until;
 use imprint_session::lock::{watch_x11, LockState};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Generous: every wait ends as soon as its condition holds.
 const T: Duration = Duration::from_secs(30);
 
+/// A client, killed when dropped.
 struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -30,19 +29,77 @@ impl Drop for Kill {
     }
 }
 
-/// A child leading its own process group, killed with the whole group.
-struct Group(Child, bool);
-impl Group {
+/// A locker and everything it started. xsecurelock's savers call setsid(), so neither its
+/// process group nor its parentage (they are re-parented when it dies) finds them all: every
+/// process carrying the marker variable set on the locker (children inherit it) is killed.
+struct Locker {
+    child: Child,
+    marker: String,
+    done: bool,
+}
+
+impl Locker {
+    fn spawn(display: &str, cmd: &[&str], package: &str) -> Locker {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let marker = format!(
+            "IMPRINT_TEST_LOCKER={}.{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let (k, v) = marker.split_once('=').expect("marker has a =");
+        let child = Command::new(cmd[0])
+            .args(&cmd[1..])
+            .env("DISPLAY", display)
+            .env(k, v)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {} (apt-get install {package}): {e}", cmd[0]));
+        Locker {
+            child,
+            marker,
+            done: false,
+        }
+    }
+
+    /// Processes (other than the locker itself) whose environment holds the marker.
+    fn descendants(&self) -> Vec<i32> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|&pid| pid != self.child.id() as i32)
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                    env.split(|&b| b == 0)
+                        .any(|kv| kv == self.marker.as_bytes())
+                })
+            })
+            .collect()
+    }
+
     fn kill(&mut self) {
-        if std::mem::replace(&mut self.1, true) {
+        if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let pgid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.0.wait();
+        use nix::sys::signal::{kill, Signal};
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Repeated: a saver may have been starting one more process.
+        for _ in 0..50 {
+            let left = self.descendants();
+            if left.is_empty() {
+                break;
+            }
+            for pid in left {
+                let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
-impl Drop for Group {
+
+impl Drop for Locker {
     fn drop(&mut self) {
         self.kill();
     }
@@ -66,37 +123,45 @@ fn require(program: &str, package: &str) {
     );
 }
 
-/// A display number no X server uses. Counted from 500 so as not to meet focus_x11.rs's
-/// numbers (from 100) when both test binaries run at once.
-fn free_display() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(500);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        assert!(n < 800, "no free X display number");
-        if !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            return n;
-        }
+/// A running Xvfb, stopped with SIGTERM so that it removes its socket and lock file (a
+/// killed one leaves them, and display numbers run out).
+struct XServer(Child);
+impl Drop for XServer {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        let _ = kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
     }
 }
 
-/// A running Xvfb and its display name.
-fn xvfb() -> (Kill, String) {
+/// A running Xvfb and its display name. Xvfb picks a free display number itself
+/// (`-displayfd`), so nothing races with other tests or X servers for one.
+fn xvfb() -> (XServer, String) {
+    use std::io::BufRead;
     require("Xvfb", "xvfb");
     require("xprop", "x11-utils");
-    let n = free_display();
-    let display = format!(":{n}");
-    let child = Command::new("Xvfb")
-        .arg(&display)
-        .args(["-nolisten", "tcp", "-screen", "0", "640x480x24"])
-        .stdout(Stdio::null())
+    let mut child = Command::new("Xvfb")
+        // -noreset: by default Xvfb resets when its last client leaves (the xprop below),
+        // and a client connecting meanwhile is refused ("Can't open display").
+        .args(["-displayfd", "1", "-noreset", "-nolisten", "tcp"])
+        .args(["-screen", "0", "640x480x24"])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn Xvfb (apt-get install xvfb)");
-    let server = Kill(child);
-    // xprop succeeding means the server accepts clients.
+    let stdout = child.stdout.take().expect("Xvfb's stdout");
+    let server = XServer(child);
+    // Written once the server accepts clients; EOF if it failed to start.
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    let n: u32 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("Xvfb did not start (it printed {line:?} for -displayfd)"));
+    let display = format!(":{n}");
     wait_until("Xvfb to answer", T, || {
         Command::new("xprop")
             .args(["-display", &display, "-root", "-len", "1"])
@@ -164,12 +229,17 @@ fn active_window(display: &str) -> Option<u32> {
         .output()
         .expect("xprop");
     let text = String::from_utf8_lossy(&out.stdout);
-    // "_NET_ACTIVE_WINDOW(WINDOW): window id # 0x400003"
-    let hex = text.split("# ").nth(1)?.trim().split(',').next()?.trim();
-    u32::from_str_radix(hex.strip_prefix("0x")?, 16).ok()
+    // "_NET_ACTIVE_WINDOW(WINDOW): window id # 0x400003", or, as set by `activate` (type
+    // CARDINAL), "_NET_ACTIVE_WINDOW(CARDINAL) = 4194307".
+    let value = text.rsplit(['#', '=']).next()?.trim();
+    let value = value.split(',').next()?.trim();
+    match value.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => value.parse().ok(),
+    }
 }
 
-/// Top-level windows that are mapped, with their WM_CLASS line from `xwininfo -tree`.
+/// The root's children as `xwininfo -children` lists them (names, classes, geometry).
 fn mapped_toplevels(display: &str) -> String {
     let out = Command::new("xwininfo")
         .args(["-display", display, "-root", "-children"])
@@ -276,7 +346,12 @@ fn desktop(display: &str) -> (Kill, u32, Kill) {
         ],
         "x11-utils",
     );
-    window_of(display, "Xmessage");
+    // An override-redirect Xt shell gets no WM_CLASS or name: find it by its geometry.
+    wait_until("the covering xmessage window", T, || {
+        mapped_toplevels(display)
+            .contains("640x480+0+0")
+            .then_some(())
+    });
     (term, term_win, cover)
 }
 
@@ -293,16 +368,7 @@ fn lock_cycle(locker: &str, cmd: &[&str], package: &str, class: &str) {
         unlocked(),
     );
 
-    // In a process group of its own: xsecurelock's saver children go with it.
-    let lock = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .env("DISPLAY", &display)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {} (apt-get install {package}): {e}", cmd[0]));
-    let mut lock = Group(lock, false);
+    let mut lock = Locker::spawn(&display, cmd, package);
     w.expect(&format!("{locker} running"), locked_by(locker));
     // The locker's window is there and mapped, and it did not take EWMH focus.
     let lock_win = window_of(&display, class);

@@ -6,11 +6,13 @@
 #   xvfb x11-utils xterm xdotool   a real X server and clients for the X11 focus tests
 #   sway foot        a real Wayland compositor (headless) and terminal for the sway focus tests
 #   dbus-daemon      a real session bus for the GNOME/KDE focus reporter tests
+#   i3lock xsecurelock   real X screen lockers that take no EWMH focus (tests/session_lock.rs)
+#   at-spi2-core python3-gi gir1.2-gtk-3.0   the AT-SPI bus and registry, and a real GTK 3 password entry (tests/session_atspi.rs)
 #   llvm-22-dev      LLVM for bpf-linker (it must match nightly rustc's LLVM 22)
 # and, for the eBPF programs (built by agent/build.rs with aya-build):
 #   the nightly toolchain with rust-src, and bpf-linker built against LLVM 22 (about 3 minutes).
 set -euo pipefail
-pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo)
+pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

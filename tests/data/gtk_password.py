@@ -5,11 +5,18 @@
 Focus is driven from stdin, one command a line:
   normal    focus the normal entry
   password  focus the password entry
+  probe-a   focus the first of two buttons (push button role: not an entry)
+  probe-b   focus the second button
   quit      exit
 Each command is answered on stdout with `ok COMMAND` once GTK has moved its focus, and
 `ready` is printed once the window is mapped and holds the X input focus. There is no
 window manager under Xvfb, so the window takes the X focus itself (XSetInputFocus via
 Gdk.Window.focus), which is what makes GTK treat it as active and report widget focus.
+
+A focus change is sent over AT-SPI (during grab_focus, so before `ok`) only once GTK's
+bridge has connected its ATK listeners, which it does asynchronously, after the registry
+has embedded the application and listed its listeners. The test therefore moves focus
+between the two buttons until one is reported before it looks at the entries.
 
 Needs python3-gi and gir1.2-gtk-3.0; NO_AT_BRIDGE must not be set.
 """
@@ -41,11 +48,15 @@ def main():
     password.set_name("password")
     password.set_visibility(False)
     password.get_accessible().set_name("password entry")
+    probe_a = Gtk.Button(label="probe a")
+    probe_b = Gtk.Button(label="probe b")
     box.pack_start(normal, False, False, 0)
     box.pack_start(password, False, False, 0)
+    box.pack_start(probe_a, False, False, 0)
+    box.pack_start(probe_b, False, False, 0)
     win.add(box)
     win.connect("destroy", Gtk.main_quit)
-    entries = {"normal": normal, "password": password}
+    entries = {"normal": normal, "password": password, "probe-a": probe_a, "probe-b": probe_b}
     announced = [False]
 
     def take_x_focus(*_):

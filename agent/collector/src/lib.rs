@@ -78,6 +78,9 @@ pub struct Collector {
     scope_tx: watch::Sender<bool>,
     /// Replay only: take focus from the session socket, and wait for the first report.
     replay_session_focus: bool,
+    /// Focus comes only from imprint-session helpers (no trackers in this process): until one
+    /// reports, focus is explicitly unknown.
+    expect_helpers: bool,
     summary: CollectorSummary,
 }
 
@@ -108,6 +111,7 @@ impl Collector {
             scope_closed: false,
             scope_tx: watch::channel(false).0,
             replay_session_focus: false,
+            expect_helpers: false,
             summary: CollectorSummary::default(),
         })
     }
@@ -116,6 +120,12 @@ impl Collector {
     /// (tests of the shipped process split), and waits for the first report before replaying.
     pub fn replay_with_session_focus(&mut self, on: bool) {
         self.replay_session_focus = on;
+    }
+
+    /// Says that focus comes only from imprint-session helpers: until one reports, every
+    /// event carries a focus record whose `unknown_reason` is `no_session_helper`.
+    pub fn expect_session_helpers(&mut self, on: bool) {
+        self.expect_helpers = on;
     }
 
     /// The ring's epoch.
@@ -197,7 +207,7 @@ impl Collector {
             .store(u32::from(task.is_some()), Ordering::Relaxed);
         // Focus only means something for live input; a replay has no windows.
         let live = matches!(self.source, Source::Evdev | Source::Ebpf) || self.replay_session_focus;
-        if live && sessions.is_some() {
+        if live && self.expect_helpers && sessions.is_some() && self.focus_seq == 0 {
             // Until a helper reports, nothing is known about focus: say so explicitly.
             self.set_focus(0, unknown_focus("no_session_helper"));
         }

@@ -121,6 +121,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             ring_mode: 0o640,
             ring_group: Some(args.ring_group.clone()),
         })?;
+        let mut collector = collector;
+        collector.expect_session_helpers(true);
         let (tx, rx) = mpsc::channel(256);
         let _server = sessions::spawn(
             SessionSocketOptions {

@@ -8,6 +8,8 @@
 //! `capture.default_level` is still accepted: it is the default for both `policy.default`
 //! and `policy.unknown_focus`, so an old configuration means what it meant.
 
+pub mod focus;
+
 use imprint_policy::detect::CustomDetector;
 use imprint_policy::rules::{Origin, RuleConfig};
 use imprint_policy::{Level, Policy, PolicyConfig, PolicyError, PolicySpec, ReplayFocus};
@@ -27,7 +29,7 @@ pub struct Config {
     pub ring: RingConfig,
     pub spool: SpoolConfig,
     /// Focus tracking (`[focus]`): which tracker, titles and command lines (both off).
-    pub focus: imprint_session::FocusConfig,
+    pub focus: focus::FocusConfig,
     /// Scope policy settings (`[policy]`).
     pub policy: PolicyConfig,
     /// Scope rules (`[[rule]]`).
@@ -45,7 +47,7 @@ pub struct SessionConfig {
     /// Trust this uid as the owner of the seat (machines without logind); by default the
     /// owner of the seat's active logind session.
     pub owner_uid: Option<u32>,
-    /// The agent's user: its verdicts are accepted.
+    /// The agent's user (a name or a uid): its verdicts are accepted.
     pub agent_user: String,
 }
 
@@ -352,7 +354,7 @@ mod tests {
         assert_eq!(cfg.capture.default_level, Level::Off);
         assert_eq!(cfg, Config::default());
         assert!(!cfg.focus.titles && !cfg.focus.cmdline);
-        assert_eq!(cfg.focus.tracker, imprint_session::TrackerKind::Auto);
+        assert_eq!(cfg.focus.tracker, crate::focus::TrackerKind::Auto);
     }
 
     #[test]
@@ -362,7 +364,7 @@ mod tests {
             Path::new("x.toml"),
         )
         .expect("parse");
-        assert_eq!(cfg.focus.tracker, imprint_session::TrackerKind::Sway);
+        assert_eq!(cfg.focus.tracker, crate::focus::TrackerKind::Sway);
         assert!(cfg.focus.titles && !cfg.focus.cmdline);
         let err = Config::parse("[focus]\ntracker = \"wayland\"\n", Path::new("x.toml"))
             .expect_err("unknown tracker");

@@ -518,7 +518,7 @@ impl Filter {
         let mut level = d.level;
         // The tty state comes from the session helper with the focus record (the agent,
         // unprivileged, cannot read another user's terminal).
-        if is_kbd_key && e.value == 1 && d.secure.as_deref() == Some("echo_off") {
+        if is_kbd_key && e.value == 1 && d.secure == Some("echo_off") {
             self.stats.echo_off_keys += 1;
         }
         // A key's release and repeats follow the level of its press.

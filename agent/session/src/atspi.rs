@@ -28,6 +28,13 @@
 //!
 //! Nothing polls: the watcher sleeps on the bus socket between events.
 //!
+//! # What is not seen
+//! A toolkit bridge (GTK's atk-bridge) connects its ATK listeners only once the registry
+//! has embedded the application and answered its `GetRegisteredEvents`, asynchronously
+//! after start-up: a focus change made before that (a password dialog that is focused the
+//! moment it starts) is never sent, and nothing is reported until the next change. Focus
+//! held when the watcher starts is not reported either.
+//!
 //! # Failing closed
 //! When the focused object cannot be asked for its role (it died at once, the application
 //! hangs), the report says role [`ROLE_INVALID`] with `password: true`: input whose nature
@@ -115,8 +122,8 @@ pub enum AtspiError {
         #[source]
         source: zbus::Error,
     },
-    #[error("the accessibility bus closed the connection")]
-    Lost,
+    #[error("lost the accessibility bus: {0}")]
+    Lost(String),
 }
 
 /// Is `role` a password field?
@@ -216,7 +223,7 @@ pub async fn watch(
         ),
     )
     .await?;
-    
+    register(&conn).await?;
     tracing::info!(bus = %a11y_address, event = FOCUS_EVENT, "watching accessibility focus");
 
     let mut watcher = Watcher {
@@ -232,20 +239,15 @@ pub async fn watch(
         };
         let msg = match msg {
             Some(Ok(m)) => m,
-            Some(Err(e)) => {
-                return Err(AtspiError::Call {
-                    what: "receive",
-                    source: e,
-                })
-            }
-            None => return Err(AtspiError::Lost),
+            Some(Err(e)) => return Err(AtspiError::Lost(e.to_string())),
+            None => return Err(AtspiError::Lost("the bus closed the connection".into())),
         };
         if let Some(owner) = registry_owner_change(&msg) {
             if owner.is_empty() {
                 tracing::warn!("the AT-SPI registry left the accessibility bus");
             } else {
                 tracing::info!(%owner, "the AT-SPI registry restarted: registering again");
-                
+                register(&conn).await?;
             }
             continue;
         }

@@ -126,7 +126,7 @@ pub enum LockError {
     Bus {
         what: String,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     #[error("logind ({LOGIN1}) is not on the system bus")]
     NoLogind,
@@ -667,7 +667,7 @@ pub fn parse_bool_variant(msg: &Message) -> Option<bool> {
 fn bus(what: &str) -> impl FnOnce(zbus::Error) -> LockError + '_ {
     move |source| LockError::Bus {
         what: what.to_owned(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -699,7 +699,7 @@ async fn locked_hint(conn: &BusConnection, path: &str) -> Result<bool, LockError
     .await?;
     parse_bool_variant(&reply).ok_or_else(|| LockError::Bus {
         what: "Get LockedHint".into(),
-        source: zbus::Error::Failure("LockedHint is not a boolean".into()),
+        source: Box::new(zbus::Error::Failure("LockedHint is not a boolean".into())),
     })
 }
 

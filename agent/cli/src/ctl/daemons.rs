@@ -95,6 +95,7 @@ pub fn collector(
     let rt = runtime()?;
     let mut collector = Collector::create(&collector_options(&cfg, &paths)?)?;
     collector.replay_with_session_focus(session_focus);
+    collector.expect_session_helpers(true);
     let sessions = rt.block_on(async { sessions_for(&cfg, &paths) })?.0;
     rt.block_on(collector.run(input, Some(sessions), shutdown_signal()))?;
     Ok(0)
@@ -110,11 +111,15 @@ fn sessions_for(
         Some(uid) => SessionAuthority::Uid(uid),
         None => SessionAuthority::logind(&cfg.focus.seat),
     };
-    let agent_uids = nix::unistd::User::from_name(&cfg.session.agent_user)
-        .ok()
-        .flatten()
-        .map(|u| vec![u.uid.as_raw()])
-        .unwrap_or_default();
+    // A user name, or a bare uid (machines and tests without that user in passwd).
+    let agent_uids = match cfg.session.agent_user.parse::<u32>() {
+        Ok(uid) => vec![uid],
+        Err(_) => nix::unistd::User::from_name(&cfg.session.agent_user)
+            .ok()
+            .flatten()
+            .map(|u| vec![u.uid.as_raw()])
+            .unwrap_or_default(),
+    };
     sessions::spawn(
         SessionSocketOptions {
             path: paths.session.clone(),
@@ -198,8 +203,9 @@ fn spawn_focus(cfg: &Config, input: &Input, tx: &mpsc::Sender<SessionEvent>) {
 
 fn collector_options(cfg: &Config, paths: &Paths) -> anyhow::Result<CollectorOptions> {
     prepare_data_dir(paths)?;
-    // The ring's directory is traversable by the agent's group; the ring itself is 0640.
-    ensure_parent(&paths.ring, 0o750)?;
+    // The ring's directory is entered by the agent's group and, for the session socket, by
+    // every user's helper; the ring itself is 0640.
+    ensure_parent(&paths.ring, 0o755)?;
     Ok(CollectorOptions {
         ring_path: paths.ring.clone(),
         cursor_path: paths.cursor.clone(),

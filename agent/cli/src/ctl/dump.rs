@@ -157,8 +157,14 @@ impl Printer {
                     "tracker": f.tracker,
                 });
                 let o = v.as_object_mut()?;
+                if !f.reporter.is_empty() {
+                    o.insert("reporter".into(), f.reporter.clone().into());
+                }
                 if f.unknown {
                     o.insert("unknown".into(), true.into());
+                    if !f.unknown_reason.is_empty() {
+                        o.insert("unknown_reason".into(), f.unknown_reason.into());
+                    }
                     return Some(v);
                 }
                 o.insert("pid".into(), f.pid.into());
@@ -184,6 +190,26 @@ impl Printer {
                 }
                 if f.terminal_pid != 0 {
                     o.insert("terminal_pid".into(), f.terminal_pid.into());
+                }
+                if f.tty != imprint_record::TtyMode::None {
+                    o.insert("tty".into(), f.tty.as_str().into());
+                }
+                if f.locked {
+                    o.insert("locked".into(), true.into());
+                    o.insert("locked_by".into(), f.locked_by.into());
+                }
+                if f.secure_field {
+                    o.insert("secure_field".into(), true.into());
+                }
+                if !f.role.is_empty() {
+                    o.insert("role".into(), f.role.into());
+                }
+                let w = f.window;
+                if w.width != 0 {
+                    o.insert(
+                        "window".into(),
+                        json!({"x": w.x, "y": w.y, "width": w.width, "height": w.height}),
+                    );
                 }
                 Some(v)
             }

@@ -1,0 +1,328 @@
+//! The process split as shipped: the collector, the agent and imprint-session run as three
+//! different users, with only the capabilities the units give them (`setpriv`). The typing is
+//! the bundled real recording, replayed by the collector and attributed to the focus that the
+//! helper reports from a real Xvfb session with a real xterm owned by a third user.
+//!
+//! - The collector's effective capabilities are exactly CAP_BPF + CAP_PERFMON.
+//! - With a real `read -s` prompt (echo off) in the in-scope xterm, no printable key
+//!   identity reaches the spool: the helper read the echo state from the user's own pty,
+//!   which the agent (another user, no capabilities) could not have opened.
+//! - The same run with `cat` (echo on) keeps the keys: the test can tell the difference.
+
+mod common;
+
+use common::{imprint_bin, recording, wait_until, workspace_bin};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const COLLECTOR_UID: u32 = 61001;
+const AGENT_UID: u32 = 61002;
+const USER_UID: u32 = 61003;
+/// The group the ring and the agent's cursor are shared through (`imprint` in the packages).
+const SHARED_GID: u32 = 61010;
+const T: Duration = Duration::from_secs(30);
+/// CAP_BPF (39) and CAP_PERFMON (38).
+const COLLECTOR_CAPS: u64 = (1 << 38) | (1 << 39);
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chown(path: &Path, uid: u32, gid: u32, mode: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn mkdir(path: &Path, uid: u32, gid: u32, mode: u32) -> PathBuf {
+    std::fs::create_dir_all(path).expect("mkdir");
+    chown(path, uid, gid, mode);
+    path.to_owned()
+}
+
+/// `setpriv` as `uid`:`gid` with no supplementary groups and exactly `caps` (ambient, so they
+/// survive the exec of an unprivileged binary; `-all` for none).
+fn setpriv(uid: u32, gid: u32, caps: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        &format!("--reuid={uid}"),
+        &format!("--regid={gid}"),
+        "--clear-groups",
+        &format!("--inh-caps=-all{caps}"),
+        &format!("--ambient-caps=-all{caps}"),
+        &format!("--bounding-set=-all{caps}"),
+        "--",
+    ]);
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("IMPRINT_LOG", "info");
+    c
+}
+
+fn cap_eff(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff")
+        .trim();
+    u64::from_str_radix(hex, 16).expect("hex")
+}
+
+fn free_display() -> u32 {
+    (200..400)
+        .find(|n| {
+            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        })
+        .expect("a free X display")
+}
+
+fn xvfb(n: u32) -> Kill {
+    // `-ac`: the helper and the xterm run as another user than the server's.
+    let child = Command::new("Xvfb")
+        .args([
+            &format!(":{n}"),
+            "-ac",
+            "-nolisten",
+            "tcp",
+            "-screen",
+            "0",
+            "640x480x24",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn Xvfb (apt-get install xvfb)");
+    wait_until("Xvfb to answer", T, || {
+        Command::new("xprop")
+            .args(["-display", &format!(":{n}"), "-root", "-len", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(|s| s.success())
+    });
+    Kill(child)
+}
+
+fn x(display: &str, args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .env("DISPLAY", display)
+        .output()
+        .expect("x11-utils / xdotool");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What one run with `program` in the focused xterm wrote.
+struct Outcome {
+    keys: Vec<String>,
+    dump: Vec<Value>,
+}
+
+fn run_with(program: &str, want_tty: &str) -> Outcome {
+    let imprint = imprint_bin();
+    let helper = workspace_bin("imprint-session", "imprint-session");
+    let tmp = tempfile::tempdir().expect("tmp");
+    chown(tmp.path(), 0, 0, 0o755);
+    let run = mkdir(&tmp.path().join("run"), COLLECTOR_UID, SHARED_GID, 0o755);
+    let agent_run = mkdir(&tmp.path().join("agent"), AGENT_UID, SHARED_GID, 0o750);
+    let data = mkdir(&tmp.path().join("data"), AGENT_UID, AGENT_UID, 0o700);
+    let status = mkdir(&tmp.path().join("status"), AGENT_UID, AGENT_UID, 0o755);
+    let home = mkdir(&tmp.path().join("home"), USER_UID, USER_UID, 0o700);
+    let config = tmp.path().join("imprint.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[paths]
+run_dir = "{}"
+agent_run_dir = "{}"
+data_dir = "{}"
+status_dir = "{}"
+
+[session]
+owner_uid = {USER_UID}
+agent_user = "{AGENT_UID}"
+
+[spool]
+fsync_interval_ms = 50
+
+[[rule]]
+name = "terminal"
+exe = "/usr/bin/xterm"
+level = "full"
+"#,
+            run.display(),
+            agent_run.display(),
+            data.display(),
+            status.display()
+        ),
+    )
+    .expect("config");
+    chown(&config, 0, 0, 0o644);
+    let cfg = config.to_str().expect("utf-8");
+
+    let n = free_display();
+    let display = format!(":{n}");
+    let _x = xvfb(n);
+    // The third user's terminal, with the program under test in its pty.
+    let _xterm = Kill(
+        setpriv(USER_UID, USER_UID, "")
+            .env("DISPLAY", &display)
+            .env("HOME", &home)
+            .args(["xterm", "-e", "bash", "-c", program])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("xterm (apt-get install xterm)"),
+    );
+    let window = wait_until("the xterm window", T, || {
+        x(&display, &["xdotool", "search", "--class", "xterm"])
+            .lines()
+            .last()
+            .map(|l| l.trim().to_owned())
+    });
+    // Xvfb has no window manager: play its part.
+    x(
+        &display,
+        &[
+            "xprop",
+            "-root",
+            "-f",
+            "_NET_ACTIVE_WINDOW",
+            "32x",
+            "-set",
+            "_NET_ACTIVE_WINDOW",
+            &window,
+        ],
+    );
+
+    let mut agent = Kill(
+        setpriv(AGENT_UID, SHARED_GID, "")
+            .arg(imprint)
+            .args(["--config", cfg, "agent", "--exit-when-closed"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agent"),
+    );
+    let rec = recording();
+    let mut collector = Kill(
+        setpriv(COLLECTOR_UID, SHARED_GID, ",+bpf,+perfmon")
+            .arg(imprint)
+            .args(["--config", cfg, "collector", "--replay"])
+            .arg(&rec)
+            .args(["--speed", "max", "--session-focus"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("collector"),
+    );
+    let socket = run.join("session.sock");
+    wait_until("the session socket", T, || socket.exists().then_some(()));
+    // The collector waits for the helper's first report, so it is still running here.
+    assert_eq!(
+        cap_eff(collector.0.id()),
+        COLLECTOR_CAPS,
+        "the collector's effective capabilities are exactly CAP_BPF + CAP_PERFMON"
+    );
+    let _helper = Kill(
+        setpriv(USER_UID, USER_UID, "")
+            .env("DISPLAY", &display)
+            .env("HOME", &home)
+            .arg(&helper)
+            .args(["--config", cfg, "--tracker", "x11", "--socket"])
+            .arg(&socket)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("imprint-session"),
+    );
+    let done = wait_until(
+        "the collector to finish the replay",
+        Duration::from_secs(60),
+        || collector.0.try_wait().expect("wait"),
+    );
+    let mut err = String::new();
+    if let Some(mut e) = collector.0.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(done.success(), "collector: {done:?}\n{err}");
+    let a = wait_until(
+        "the agent to drain the ring",
+        Duration::from_secs(60),
+        || agent.0.try_wait().expect("wait"),
+    );
+    let mut agent_log = String::new();
+    if let Some(mut e) = agent.0.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut agent_log);
+    }
+    assert!(a.success(), "agent: {a:?}\n{agent_log}");
+    eprintln!("collector log:\n{err}\nagent log:\n{agent_log}");
+
+    let out = Command::new(imprint)
+        .args(["--config", cfg, "dump"])
+        .output()
+        .expect("dump");
+    assert!(
+        out.status.success(),
+        "dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let foci: Vec<&Value> = dump.iter().filter(|r| r["kind"] == "focus").collect();
+    assert!(
+        foci.iter().any(|f| f.to_string().contains(want_tty)),
+        "a focus record from the helper with tty {want_tty}: {foci:?}\ncollector log:\n{err}"
+    );
+    let keys = dump
+        .iter()
+        .filter(|r| r["kind"] == "event" && r["type"] == "EV_KEY" && r["value"] == 1)
+        .filter_map(|r| r["code"].as_str().map(str::to_owned))
+        .collect();
+    Outcome { keys, dump }
+}
+
+const PRINTABLE: &[&str] = &[
+    "KEY_H", "KEY_E", "KEY_L", "KEY_O", "KEY_W", "KEY_R", "KEY_D",
+];
+
+#[test]
+fn three_users_with_the_shipped_capabilities() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test switches users with setpriv: run it as root"
+    );
+    // A real echo-off prompt: bash's `read -s` in the third user's pty.
+    let prompt = run_with("read -s -p 'Password: ' secret; sleep 600", "no_echo");
+    assert!(
+        !prompt.keys.is_empty(),
+        "key timing is kept: {:?}",
+        prompt.dump
+    );
+    let leaked: Vec<&String> = prompt
+        .keys
+        .iter()
+        .filter(|k| PRINTABLE.contains(&k.as_str()))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "printable key identities written at an echo-off prompt: {leaked:?}"
+    );
+    // Control: echo on, in scope at `full`: the same typing keeps its keys.
+    let echo = run_with("cat; sleep 600", "\"echo\"");
+    assert!(
+        echo.keys.iter().any(|k| PRINTABLE.contains(&k.as_str())),
+        "with echo on the typed keys are kept: {:?}",
+        echo.keys
+    );
+}
