@@ -8,10 +8,15 @@
 //!   identity reaches the spool: the helper read the echo state from the user's own pty,
 //!   which the agent (another user, no capabilities) could not have opened.
 //! - The same run with `cat` (echo on) keeps the keys: the test can tell the difference.
+//! - With the helper killed mid-session, the collector marks focus unknown (`helper_exited`)
+//!   and nothing more is written.
+//!
+//! The agent is the shipped `imprint-agent`; the collector is `imprint collector`, the CLI
+//! build of the same collector library with replay (the shipped binary has none).
 
 mod common;
 
-use common::{imprint_bin, recording, wait_until, workspace_bin};
+use common::{imprint_bin, recording, synthetic_recording, wait_until, workspace_bin};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -90,6 +95,7 @@ fn xvfb(n: u32) -> Kill {
         .args([
             &format!(":{n}"),
             "-ac",
+            "-noreset",
             "-nolisten",
             "tcp",
             "-screen",
@@ -125,11 +131,21 @@ fn x(display: &str, args: &[&str]) -> String {
 struct Outcome {
     keys: Vec<String>,
     dump: Vec<Value>,
+    status: Value,
 }
 
-fn run_with(program: &str, want_tty: &str) -> Outcome {
+/// How the typing is played.
+struct Replay<'a> {
+    recording: &'a Path,
+    speed: &'a str,
+    /// Kill the helper once the first events are on disk.
+    kill_helper: bool,
+}
+
+fn run_with(program: &str, want_tty: &str, replay: Replay<'_>) -> Outcome {
     let imprint = imprint_bin();
     let helper = workspace_bin("imprint-session", "imprint-session");
+    let agent_bin = workspace_bin("imprint-agent", "imprint-agent");
     let tmp = tempfile::tempdir().expect("tmp");
     chown(tmp.path(), 0, 0, 0o755);
     let run = mkdir(&tmp.path().join("run"), COLLECTOR_UID, SHARED_GID, 0o755);
@@ -206,19 +222,18 @@ level = "full"
 
     let mut agent = Kill(
         setpriv(AGENT_UID, SHARED_GID, "")
-            .arg(imprint)
-            .args(["--config", cfg, "agent", "--exit-when-closed"])
+            .arg(&agent_bin)
+            .args(["--config", cfg, "--exit-when-closed"])
             .stderr(Stdio::piped())
             .spawn()
             .expect("agent"),
     );
-    let rec = recording();
     let mut collector = Kill(
         setpriv(COLLECTOR_UID, SHARED_GID, ",+bpf,+perfmon")
             .arg(imprint)
             .args(["--config", cfg, "collector", "--replay"])
-            .arg(&rec)
-            .args(["--speed", "max", "--session-focus"])
+            .arg(replay.recording)
+            .args(["--speed", replay.speed, "--session-focus"])
             .stderr(Stdio::piped())
             .spawn()
             .expect("collector"),
@@ -231,7 +246,7 @@ level = "full"
         COLLECTOR_CAPS,
         "the collector's effective capabilities are exactly CAP_BPF + CAP_PERFMON"
     );
-    let _helper = Kill(
+    let mut helper = Kill(
         setpriv(USER_UID, USER_UID, "")
             .env("DISPLAY", &display)
             .env("HOME", &home)
@@ -242,6 +257,19 @@ level = "full"
             .spawn()
             .expect("imprint-session"),
     );
+    if replay.kill_helper {
+        wait_until("the first events on disk", T, || {
+            let out = Command::new(imprint)
+                .args(["--config", cfg, "dump"])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains("\"kind\":\"event\"")
+                .then_some(())
+        });
+        let _ = helper.0.kill();
+        let _ = helper.0.wait();
+    }
     let done = wait_until(
         "the collector to finish the replay",
         Duration::from_secs(60),
@@ -289,7 +317,12 @@ level = "full"
         .filter(|r| r["kind"] == "event" && r["type"] == "EV_KEY" && r["value"] == 1)
         .filter_map(|r| r["code"].as_str().map(str::to_owned))
         .collect();
-    Outcome { keys, dump }
+    let status = Command::new(imprint)
+        .args(["--config", cfg, "status", "--json"])
+        .output()
+        .expect("status");
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+    Outcome { keys, dump, status }
 }
 
 const PRINTABLE: &[&str] = &[
@@ -303,7 +336,17 @@ fn three_users_with_the_shipped_capabilities() {
         "this test switches users with setpriv: run it as root"
     );
     // A real echo-off prompt: bash's `read -s` in the third user's pty.
-    let prompt = run_with("read -s -p 'Password: ' secret; sleep 600", "no_echo");
+    let rec = recording();
+    let max = |recording| Replay {
+        recording,
+        speed: "max",
+        kill_helper: false,
+    };
+    let prompt = run_with(
+        "read -s -p 'Password: ' secret; sleep 600",
+        "no_echo",
+        max(&rec),
+    );
     assert!(
         !prompt.keys.is_empty(),
         "key timing is kept: {:?}",
@@ -319,10 +362,55 @@ fn three_users_with_the_shipped_capabilities() {
         "printable key identities written at an echo-off prompt: {leaked:?}"
     );
     // Control: echo on, in scope at `full`: the same typing keeps its keys.
-    let echo = run_with("cat; sleep 600", "\"echo\"");
+    let echo = run_with("cat; sleep 600", "\"echo\"", max(&rec));
     assert!(
         echo.keys.iter().any(|k| PRINTABLE.contains(&k.as_str())),
         "with echo on the typed keys are kept: {:?}",
         echo.keys
+    );
+}
+
+#[test]
+fn a_killed_helper_stops_capture() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test switches users with setpriv: run it as root"
+    );
+    // 240 key presses 40 ms apart (9.6 s at the recorded pace): the helper is killed once the
+    // first ones are on disk (the redaction holdback releases them after at most 96 keys).
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rec = tmp.path().join("long.yml");
+    let sent = synthetic_recording(&rec, 240, 20_000);
+    chown(tmp.path(), 0, 0, 0o755);
+    chown(&rec, 0, 0, 0o644);
+    let out = run_with(
+        "cat; sleep 600",
+        "\"echo\"",
+        Replay {
+            recording: &rec,
+            speed: "1",
+            kill_helper: true,
+        },
+    );
+    let written = out.keys.len();
+    assert!(
+        written > 0,
+        "events before the kill are kept: {:?}",
+        out.dump
+    );
+    assert!(
+        written < sent / 4,
+        "after the helper was killed nothing more is written: {written} of {} presses",
+        sent / 4
+    );
+    let lost = out
+        .status
+        .pointer("/ring/helpers_lost")
+        .and_then(Value::as_u64);
+    assert_eq!(
+        lost,
+        Some(1),
+        "the collector counts the lost helper: {}",
+        out.status
     );
 }

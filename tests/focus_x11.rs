@@ -49,7 +49,9 @@ fn free_display() -> u32 {
 fn xvfb(n: u32) -> Kill {
     let child = Command::new("Xvfb")
         .arg(format!(":{n}"))
-        .args(["-nolisten", "tcp", "-screen", "0", "640x480x24"])
+        // -noreset: by default Xvfb resets when its last client leaves (the readiness xprop
+        // below), and a client connecting during that reset fails to open the display.
+        .args(["-noreset", "-nolisten", "tcp", "-screen", "0", "640x480x24"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

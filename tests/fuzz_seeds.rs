@@ -112,3 +112,30 @@ fn replay_input() {
     let s = fuzz::text_rebuild(&std::fs::read(path).expect("input"));
     println!("{s:?}");
 }
+
+#[test]
+fn session_message_seeds() {
+    let seeds = corpus("session_message");
+    assert!(seeds.len() >= 2, "{seeds:?}");
+    for p in &seeds {
+        let data = std::fs::read(p).expect("seed");
+        // Seeds are valid messages, or they only exercise the error path.
+        assert!(
+            fuzz::session_message(&data),
+            "{} does not decode",
+            p.display()
+        );
+        // Every truncation and single-byte flip of a valid message: no panic.
+        for cut in 0..data.len() {
+            fuzz::session_message(&data[..cut]);
+        }
+        for i in 0..data.len() {
+            let mut b = data.clone();
+            b[i] ^= 0xa5;
+            fuzz::session_message(&b);
+        }
+    }
+    for input in sweep(0x5e55_1011, 2000, 512) {
+        fuzz::session_message(&input);
+    }
+}

@@ -7,8 +7,19 @@
 //! `password: false` and the password entry as `password: true` (role 40,
 //! `password text`), and return an error once the accessibility bus goes away.
 //!
-//! Needs: xvfb, dbus-daemon, at-spi2-core, python3-gi, gir1.2-gtk-3.0 (tests/setup.sh).
+//! End to end (`password_field_typing_is_masked_through_the_pipeline`): the same stack with
+//! the GTK window as the X focus (`_NET_ACTIVE_WINDOW`, in scope at `full` by its executable),
+//! the real `imprint-session` reporting to a real collector replaying the bundled recording,
+//! and the real agent writing the spool. With the password entry focused no printable key
+//! identity is written (only `KEY_A` placeholders and keys that print nothing) and the focus
+//! record says `secure_field: true`; with the normal entry focused the typed keys are kept.
+//!
+//! Needs: xvfb, x11-utils, xdotool, dbus-daemon, at-spi2-core, python3-gi, gir1.2-gtk-3.0
+//! (tests/setup.sh); the pipeline runs as root.
 
+mod common;
+
+use common::pipeline::{Outcome, Pipeline};
 use imprint_session::atspi::{self, AccessibleFocus, AtspiError};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -501,6 +512,161 @@ fn password_entry_focus_is_reported_as_secure() {
     eprintln!(
         "session_atspi: {} reports, {:?}",
         watch.seen.len(),
+        started.elapsed()
+    );
+}
+
+/// The X id of the GTK program's top-level window (by its title).
+fn gtk_window(display: &str) -> String {
+    require("xdotool", "xdotool");
+    common::wait_until("the GTK window", T, || {
+        let out = Command::new("xdotool")
+            .args([
+                "search",
+                "--onlyvisible",
+                "--name",
+                "^imprint password test$",
+            ])
+            .env("DISPLAY", display)
+            .output()
+            .expect("xdotool");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .map(|l| l.trim().to_owned())
+    })
+}
+
+/// Sets `_NET_ACTIVE_WINDOW` on the root, as an EWMH window manager does (Xvfb has none).
+fn activate(display: &str, window: &str) {
+    require("xprop", "x11-utils");
+    let ok = Command::new("xprop")
+        .args([
+            "-display",
+            display,
+            "-root",
+            "-f",
+            "_NET_ACTIVE_WINDOW",
+            "32x",
+        ])
+        .args(["-set", "_NET_ACTIVE_WINDOW", window])
+        .status()
+        .expect("xprop")
+        .success();
+    assert!(ok, "xprop -set _NET_ACTIVE_WINDOW {window}");
+}
+
+/// One run of the pipeline with the GTK window focused and `entry` (`normal` or `password`)
+/// holding GTK's focus, as the helper has seen it before the collector starts replaying.
+fn pipeline_with_focused(entry: &str) -> Outcome {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = dir.path().join("run");
+    std::fs::create_dir(&runtime).expect("runtime dir");
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod runtime dir");
+    let (_x, display) = xvfb();
+    let env = SessionEnv { display, runtime };
+    let (_bus, addr) = session_bus(dir.path(), &env);
+    let mut gtk = Gtk::start(&env, &addr, dir.path());
+    gtk.expect_line("ready");
+    let window = gtk_window(&env.display);
+    activate(&env.display, &window);
+
+    let mut p = Pipeline::start(
+        r#"[[rule]]
+name = "gtk"
+exe = "/usr/bin/python3*"
+level = "full"
+"#,
+    );
+    p.start_helper(&[
+        ("DISPLAY", env.display.as_ref()),
+        ("DBUS_SESSION_BUS_ADDRESS", addr.as_ref()),
+        ("XDG_RUNTIME_DIR", env.runtime.as_os_str()),
+        ("GSETTINGS_BACKEND", "memory".as_ref()),
+    ]);
+    // The X11 tracker attributes the active window to the python process.
+    p.helper_logged(
+        "the GTK window's focus",
+        0,
+        &[" focus ", "tracker=x11", "exe=/usr/bin/python3"],
+    );
+    let from = p.helper_logged(
+        "its AT-SPI registration",
+        0,
+        &["watching accessibility focus"],
+    );
+    // GTK's bridge sends focus events only once it has learnt of the helper's registration,
+    // asynchronously: move focus between the buttons until the helper reports one (see
+    // password_entry_focus_is_reported_as_secure).
+    let app = format!("app={APP}");
+    let deadline = Instant::now() + T;
+    let mut probe = "probe-a";
+    let from = loop {
+        gtk.focus(probe);
+        let seen = p.try_helper_logged(
+            from,
+            &["accessible focus", "role_name=push button", &app],
+            Duration::from_millis(500),
+        );
+        if let Some(i) = seen {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the helper saw no focus change in the GTK program within {T:?}"
+        );
+        probe = if probe == "probe-a" {
+            "probe-b"
+        } else {
+            "probe-a"
+        };
+    };
+    gtk.focus(entry);
+    let (role_name, password) = match entry {
+        "password" => ("role_name=password text", "password=true"),
+        _ => ("role_name=text", "password=false"),
+    };
+    p.helper_logged(
+        &format!("the {entry} entry's focus"),
+        from,
+        &["accessible focus", role_name, password, &app],
+    );
+    // Now the collector: the helper's first report to it carries the entry's state.
+    p.replay(&common::recording(), "max")
+}
+
+#[test]
+fn password_field_typing_is_masked_through_the_pipeline() {
+    require("Xvfb", "xvfb");
+    require("dbus-daemon", "dbus-daemon");
+    require(BUS_LAUNCHER, "at-spi2-core");
+    require(REGISTRYD, "at-spi2-core");
+    require_gtk();
+    let started = Instant::now();
+    let is_python = |f: &serde_json::Value| {
+        f["exe"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("/usr/bin/python3"))
+    };
+
+    let secure = pipeline_with_focused("password");
+    secure.assert_every_event_under("the python program with a password field focused", |f| {
+        is_python(f) && f["secure_field"] == true && f["role"] == "password text"
+    });
+    secure.assert_masked();
+
+    // Control: the normal entry, same window, same rule: the typed keys are kept.
+    let normal = pipeline_with_focused("normal");
+    normal.assert_every_event_under("the python program with a text field focused", |f| {
+        is_python(f) && f["secure_field"] == false && f["role"] == "text"
+    });
+    normal.assert_kept();
+    eprintln!(
+        "password field through the pipeline: {:?}",
         started.elapsed()
     );
 }

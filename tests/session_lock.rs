@@ -7,11 +7,18 @@
 //! locked while `_NET_ACTIVE_WINDOW` still names xterm (so focus alone would have attributed
 //! the typed password to xterm), and unlocked once the locker is killed.
 //!
+//! End to end (`i3lock_masks_typing_through_the_pipeline`): xterm running `cat` is the
+//! `_NET_ACTIVE_WINDOW` (in scope at `full`), i3lock is up, and the real `imprint-session`
+//! reports to a real collector replaying the bundled recording while the real agent writes
+//! the spool: no printable key identity is written and the focus record says `locked: true`.
+//! Without i3lock the same run keeps the typed keys.
+//!
 //! The logind watcher is only unit-tested (message parsing, in agent/session/src/lock.rs): no
 //! logind runs here, and it has not been run against a real one.
 
 mod common;
 
+use common::pipeline::{Outcome, Pipeline};
 use common::wait_until;
 use imprint_session::lock::{watch_x11, LockState};
 use std::process::{Child, Command, Stdio};
@@ -375,8 +382,8 @@ fn lock_cycle(locker: &str, cmd: &[&str], package: &str, class: &str) {
     assert_eq!(
         active_window(&display),
         Some(term_win),
-        "{locker} (window {lock_win:#x}) left _NET_ACTIVE_WINDOW on xterm: focus alone would \
-         attribute the password to xterm; windows:\n{}",
+        "_NET_ACTIVE_WINDOW should still name xterm while {locker} (window {lock_win:#x}) \
+         is up; windows:\n{}",
         mapped_toplevels(&display)
     );
 
@@ -418,4 +425,66 @@ fn watcher_reports_a_lost_display() {
         Ok(Err(e)) => assert!(e.contains("Err("), "{e}"),
         other => panic!("expected the watcher to fail, got {other:?}"),
     }
+}
+
+/// One run of the pipeline with xterm running `cat` as `_NET_ACTIVE_WINDOW`, and i3lock up
+/// when `locked`; the helper has seen both before the collector starts replaying.
+fn pipeline_with_xterm(locked: bool) -> Outcome {
+    let _serial = one_at_a_time();
+    require("i3lock", "i3lock");
+    let (_server, display) = xvfb();
+    let _term = client(&display, &["xterm", "-e", "cat"], "xterm");
+    let term_win = window_of(&display, "XTerm");
+    activate(&display, term_win);
+    let _lock = locked.then(|| {
+        let l = Locker::spawn(&display, &["i3lock", "-n"], "i3lock");
+        window_of(&display, "i3lock");
+        l
+    });
+    let mut p = Pipeline::start(
+        r#"[[rule]]
+name = "terminal"
+exe = "/usr/bin/xterm"
+level = "full"
+"#,
+    );
+    p.start_helper(&[("DISPLAY", display.as_ref())]);
+    p.helper_logged(
+        "xterm's cat focused",
+        0,
+        &[" focus ", "tracker=x11", "exe=/usr/bin/cat"],
+    );
+    p.helper_logged(
+        "the lock state",
+        0,
+        &["lock state", &format!("locked={locked}")],
+    );
+    assert_eq!(
+        active_window(&display),
+        Some(term_win),
+        "_NET_ACTIVE_WINDOW still names xterm; windows:\n{}",
+        mapped_toplevels(&display)
+    );
+    // Now the collector: the helper's first report to it carries the lock state.
+    p.replay(&common::recording(), "max")
+}
+
+#[test]
+fn i3lock_masks_typing_through_the_pipeline() {
+    let started = std::time::Instant::now();
+    let in_xterm =
+        |f: &serde_json::Value| f["exe"] == "/usr/bin/cat" && f["terminal_exe"] == "/usr/bin/xterm";
+    let locked = pipeline_with_xterm(true);
+    locked.assert_every_event_under("cat in xterm with i3lock up", |f| {
+        in_xterm(f) && f["locked"] == true && f["locked_by"] == "x11:i3lock"
+    });
+    locked.assert_masked();
+
+    // Control: no locker, same terminal, same rule: the typed keys are kept.
+    let open = pipeline_with_xterm(false);
+    open.assert_every_event_under("cat in xterm, unlocked", |f| {
+        in_xterm(f) && f["locked"] == false
+    });
+    open.assert_kept();
+    eprintln!("i3lock through the pipeline: {:?}", started.elapsed());
 }

@@ -302,3 +302,5 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo reported no {bin} executable"))
 }
+
+pub mod pipeline;

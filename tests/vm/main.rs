@@ -5,6 +5,7 @@
 mod ebpf;
 mod harness;
 mod policy;
+mod scope;
 
 use std::path::{Path, PathBuf};
 

@@ -7,9 +7,14 @@
 //! directory of its own so that the agent's runtime directory stays private; nothing listens
 //! on a network address.
 //!
+//! Besides the caller's own focus, a reply says what every local user may know about the
+//! machine: whether input is captured right now and by which source (the agent reads the
+//! collector's ring, which ordinary users cannot), and the organisation's notice.
+//!
 //! One JSON line in, one JSON line out, per connection.
 
-use crate::status::PolicyStatus;
+use crate::status::{CaptureView, PolicyStatus};
+use imprint_config::NoticeConfig;
 use imprint_policy::filter::CurrentFocus;
 use imprint_record::monotonic_now_ns;
 use serde::{Deserialize, Serialize};
@@ -19,7 +24,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The socket's file name in its directory.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -58,6 +63,79 @@ pub struct Reply {
     pub pause_max_minutes: u64,
     /// Why the request was refused.
     pub error: Option<String>,
+    /// Whether input on this machine is captured right now, as the agent reads the
+    /// collector's ring (None: this agent was not told where the ring is).
+    #[serde(default)]
+    pub capture: Option<CaptureView>,
+    /// The organisation's notice (`[notice]` in imprint.toml; empty when none is set).
+    #[serde(default)]
+    pub notice: NoticeConfig,
+}
+
+/// Where the control socket finds what it tells everyone beyond the policy.
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    /// The collector's ring and the agent's cursor beside it.
+    pub ring: Option<(PathBuf, PathBuf)>,
+    /// The configuration file (and whether it must exist), for `[notice]`.
+    pub config: Option<(PathBuf, bool)>,
+}
+
+/// What a reply says about the machine rather than the caller, gathered before answering.
+#[derive(Clone, Debug, Default)]
+struct Machine {
+    capture: Option<CaptureView>,
+    notice: NoticeConfig,
+}
+
+/// The serving thread's own state: the sources and the notice last read.
+struct Gatherer {
+    sources: Sources,
+    notice: NoticeConfig,
+    /// (modification time, length) of the configuration when `notice` was read.
+    read_at: Option<(SystemTime, u64)>,
+}
+
+impl Gatherer {
+    fn gather(&mut self) -> Machine {
+        let capture = self
+            .sources
+            .ring
+            .as_ref()
+            .map(|(ring, cursor)| CaptureView::read(ring, cursor));
+        self.refresh_notice();
+        Machine {
+            capture,
+            notice: self.notice.clone(),
+        }
+    }
+
+    /// Reads `[notice]` again when the configuration file changed; a configuration that
+    /// does not load keeps the notice in force.
+    fn refresh_notice(&mut self) {
+        let Some((path, must_exist)) = &self.sources.config else {
+            return;
+        };
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        if self.read_at.is_some() && stamp == self.read_at {
+            return;
+        }
+        match imprint_config::Config::load(path, *must_exist) {
+            Ok(cfg) => {
+                if cfg.notice != self.notice {
+                    tracing::info!(config = %path.display(), version = cfg.notice.version, "notice read");
+                }
+                self.notice = cfg.notice;
+                self.read_at = stamp;
+            }
+            Err(e) => {
+                tracing::warn!(config = %path.display(), error = %e, "cannot read [notice]; the notice in force stays");
+                self.read_at = stamp;
+            }
+        }
+    }
 }
 
 /// Errors of the control socket's client side.
@@ -94,8 +172,14 @@ pub struct Control {
 
 impl Control {
     /// Binds the socket at `path` (mode 0666: any local user may ask about themselves) and
-    /// starts serving it.
+    /// starts serving it, with nothing to say about the collector or a notice.
     pub fn start(path: &Path) -> io::Result<Control> {
+        Control::start_with(path, Sources::default())
+    }
+
+    /// Like [`Control::start`], answering also from `sources`: the collector's ring (capture
+    /// on or off, the live source, its counters) and the configuration's notice.
+    pub fn start_with(path: &Path, sources: Sources) -> io::Result<Control> {
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             // A socket left by an earlier run; anything else there is not ours to remove.
             if meta.file_type().is_socket() {
@@ -106,9 +190,16 @@ impl Control {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
         let shared = Arc::new(Mutex::new(Shared::default()));
         let served = shared.clone();
+        let mut gatherer = Gatherer {
+            sources,
+            notice: NoticeConfig::default(),
+            read_at: None,
+        };
+        // The notice is known before the first person asks (and a bad file is logged now).
+        gatherer.refresh_notice();
         std::thread::Builder::new()
             .name("imprint-control".into())
-            .spawn(move || serve(listener, served))?;
+            .spawn(move || serve(listener, served, gatherer))?;
         tracing::info!(socket = %path.display(), "control socket listening");
         Ok(Control {
             shared,
@@ -143,11 +234,11 @@ fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn serve(listener: UnixListener, shared: Arc<Mutex<Shared>>) {
+fn serve(listener: UnixListener, shared: Arc<Mutex<Shared>>, mut gatherer: Gatherer) {
     for conn in listener.incoming() {
         match conn {
             Ok(stream) => {
-                if let Err(e) = handle(stream, &shared) {
+                if let Err(e) = handle(stream, &shared, &mut gatherer) {
                     tracing::debug!(error = %e, "control client");
                 }
             }
@@ -159,7 +250,7 @@ fn serve(listener: UnixListener, shared: Arc<Mutex<Shared>>) {
     }
 }
 
-fn handle(stream: UnixStream, shared: &Mutex<Shared>) -> io::Result<()> {
+fn handle(stream: UnixStream, shared: &Mutex<Shared>, gatherer: &mut Gatherer) -> io::Result<()> {
     stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let uid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
@@ -168,7 +259,14 @@ fn handle(stream: UnixStream, shared: &Mutex<Shared>) -> io::Result<()> {
     let mut line = String::new();
     BufReader::new((&stream).take(REQUEST_MAX)).read_line(&mut line)?;
     let reply = match serde_json::from_str::<Request>(line.trim()) {
-        Ok(req) => answer(&mut lock(shared), uid, req, monotonic_now_ns()),
+        Ok(req) => {
+            // Outside the lock: the agent's loop publishes through it.
+            let machine = gatherer.gather();
+            let mut reply = answer(&mut lock(shared), uid, req, monotonic_now_ns());
+            reply.capture = machine.capture;
+            reply.notice = machine.notice;
+            reply
+        }
         Err(e) => Reply {
             uid,
             error: Some(format!("bad request: {e}")),
@@ -229,6 +327,8 @@ fn answer(s: &mut Shared, uid: u32, req: Request, now: u64) -> Reply {
             .map(|(_, until)| until.saturating_sub(now).div_ceil(1_000_000_000)),
         pause_max_minutes: s.pause_max_minutes,
         error,
+        capture: None,
+        notice: NoticeConfig::default(),
     }
 }
 
@@ -327,5 +427,38 @@ mod tests {
         let r = request(&path, &Request::Resume).expect("reply");
         assert_eq!(r.paused_for_s, None);
         assert_eq!(control.take_pauses().map(|p| p.len()), Some(0));
+        assert_eq!(r.capture, None, "no ring was given");
+    }
+
+    #[test]
+    fn the_reply_carries_the_notice_and_what_the_agent_knows_of_capture() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("imprint.toml");
+        std::fs::write(
+            &config,
+            "[notice]\ntext = \"We record input.\"\nversion = 2\n",
+        )
+        .expect("config");
+        let path = dir.path().join(SOCKET_FILE);
+        let sources = Sources {
+            ring: Some((dir.path().join("ring"), dir.path().join("cursor"))),
+            config: Some((config.clone(), true)),
+        };
+        let control = Control::start_with(&path, sources).expect("start");
+        control.publish(PolicyStatus::default(), 0);
+        let r = request(&path, &Request::Status).expect("reply");
+        assert_eq!(
+            (r.notice.text.as_str(), r.notice.version),
+            ("We record input.", 2)
+        );
+        let c = r.capture.expect("capture");
+        assert!(c.known && !c.capture_on, "no ring: off, and known: {c:?}");
+        // A changed notice is answered without a restart; a broken file keeps the old one.
+        std::fs::write(&config, "[notice]\ntext = \"Revised.\"\nversion = 3\n").expect("config");
+        let r = request(&path, &Request::Status).expect("reply");
+        assert_eq!((r.notice.text.as_str(), r.notice.version), ("Revised.", 3));
+        std::fs::write(&config, "[notice]\nversion = \"x\"\n").expect("config");
+        let r = request(&path, &Request::Status).expect("reply");
+        assert_eq!(r.notice.version, 3);
     }
 }

@@ -11,6 +11,7 @@
 //! that does not validate is refused, logged and counted, and the old one stays in force.
 
 pub mod control;
+pub mod daemon;
 pub mod status;
 pub mod verdict;
 
@@ -154,7 +155,11 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
     stats.spool_torn_bytes = recovery.torn_bytes;
     let filter = Filter::new(opts.policy.clone());
     let control = opts.control_path.as_deref().and_then(|path| {
-        Control::start(path)
+        let sources = control::Sources {
+            ring: Some((opts.ring_path.clone(), opts.cursor_path.clone())),
+            config: opts.policy_source.clone(),
+        };
+        Control::start_with(path, sources)
             .map_err(|e| {
                 tracing::error!(socket = %path.display(), error = %e, "no control socket: people cannot see or pause what is captured about them")
             })

@@ -11,6 +11,7 @@ use imprint_source::{self as source, SourceEvent};
 use imprint_source::{libinput_yaml::Recording, replay::Speed};
 pub mod sessions;
 
+use imprint_record::wire::class;
 use sessions::SessionEvent;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -72,10 +73,11 @@ pub struct Collector {
     focus_seq: u64,
     /// The session connection that reported the current focus (0: none, or in-process).
     focus_conn: u64,
-    /// The agent's verdict for the current focus admits nothing: events are dropped here
-    /// (evdev) or in the kernel (eBPF, through `scope_tx`).
-    scope_closed: bool,
-    scope_tx: watch::Sender<bool>,
+    /// The device classes the agent's verdict admits for the current focus (all until it
+    /// has spoken). What it does not admit is dropped here (evdev) or in the kernel (eBPF,
+    /// through `scope_tx`): nothing at all for none, pointer axes for no pointer class.
+    scope: u32,
+    scope_tx: watch::Sender<u32>,
     /// Replay only: take focus from the session socket, and wait for the first report.
     replay_session_focus: bool,
     /// Focus comes only from imprint-session helpers (no trackers in this process): until one
@@ -108,8 +110,8 @@ impl Collector {
             lossless: false,
             focus_seq: 0,
             focus_conn: 0,
-            scope_closed: false,
-            scope_tx: watch::channel(false).0,
+            scope: class::ALL,
+            scope_tx: watch::channel(class::ALL).0,
             replay_session_focus: false,
             expect_helpers: false,
             summary: CollectorSummary::default(),
@@ -303,7 +305,7 @@ impl Collector {
                 }
                 // Out of scope never leaves the collector (with eBPF, not even the kernel once
                 // the gate has closed; this catches what was already in flight).
-                if self.scope_closed {
+                if !class::admits(self.scope, raw.kind) {
                     self.writer
                         .session_counters()
                         .scope_dropped
@@ -335,21 +337,21 @@ impl Collector {
             f.mono_ns = source::monotonic_now_ns();
         }
         self.focus_conn = conn;
-        self.set_scope_closed(false);
+        self.set_scope(class::ALL);
         // Like a device, a focus change must not be lost: later events refer to it.
         self.unannounced.push_back(Record::Focus(f));
         self.flush_pending();
     }
 
-    fn set_scope_closed(&mut self, closed: bool) {
-        if self.scope_closed != closed {
-            self.scope_closed = closed;
-            self.scope_tx.send_replace(closed);
+    fn set_scope(&mut self, classes: u32) {
+        if self.scope != classes {
+            self.scope = classes;
+            self.scope_tx.send_replace(classes);
             self.writer
                 .session_counters()
                 .scope_closed
-                .store(u32::from(closed), Ordering::Relaxed);
-            tracing::debug!(closed, focus = self.focus_seq, "scope gate");
+                .store(u32::from(classes == 0), Ordering::Relaxed);
+            tracing::debug!(classes, focus = self.focus_seq, "scope gate");
         }
     }
 
@@ -367,7 +369,7 @@ impl Collector {
                 c.verdicts.fetch_add(1, Ordering::Relaxed);
                 // A verdict about an older focus (or an older ring) says nothing about now.
                 if v.ring_epoch == self.epoch() && v.focus_seq == self.focus_seq {
-                    self.set_scope_closed(v.classes == 0);
+                    self.set_scope(v.classes & class::ALL);
                 }
             }
             SessionEvent::HelperUp { uid, .. } => {
@@ -526,7 +528,111 @@ fn share_with_group(path: &std::path::Path, group: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imprint_record::codec::decode_record;
+    use imprint_record::wire::Verdict;
     use imprint_ring::layout::frame_size;
+    use imprint_ring::{ReadOutcome, RingReader};
+
+    fn key(code: u16, value: i32) -> SourceEvent {
+        SourceEvent::Input(imprint_common::RawInput {
+            mono_ns: 1,
+            device: 1,
+            kind: 1,
+            code,
+            value,
+            ..Default::default()
+        })
+    }
+
+    /// The scope gate and a helper that goes away, on a real ring file.
+    #[test]
+    fn verdicts_close_the_gate_and_a_lost_helper_makes_focus_unknown() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ring = dir.path().join("ring");
+        let cursor = dir.path().join("cursor");
+        let mut c = Collector::create(&CollectorOptions {
+            ring_path: ring.clone(),
+            cursor_path: cursor.clone(),
+            ring_capacity: 1 << 16,
+            ring_mode: 0o600,
+            ring_group: None,
+        })
+        .expect("ring");
+        let epoch = c.epoch();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        let focus = Box::new(FocusInfo {
+            pid: 10,
+            exe: "/usr/bin/shell".into(),
+            ..FocusInfo::default()
+        });
+        c.session_event(SessionEvent::HelperUp { conn: 5, uid: 1000 }, true);
+        c.session_event(SessionEvent::Focus(5, focus), true);
+        rt.block_on(c.handle(key(30, 1)));
+        // The agent says focus 1 is out of scope for every class: nothing more is framed.
+        c.session_event(
+            SessionEvent::Verdict(Verdict {
+                focus_seq: 1,
+                ring_epoch: epoch,
+                classes: 0,
+            }),
+            true,
+        );
+        rt.block_on(c.handle(key(31, 1)));
+        // A verdict about another ring, or an older focus, changes nothing.
+        c.session_event(
+            SessionEvent::Verdict(Verdict {
+                focus_seq: 1,
+                ring_epoch: epoch + 1,
+                classes: class::ALL,
+            }),
+            true,
+        );
+        rt.block_on(c.handle(key(32, 1)));
+        assert_eq!(
+            c.writer
+                .session_counters()
+                .scope_dropped
+                .load(Ordering::Relaxed),
+            2
+        );
+        // The helper dies: focus becomes unknown, and the gate opens for the agent to decide.
+        c.session_event(SessionEvent::HelperDown { conn: 5, uid: 1000 }, true);
+        rt.block_on(c.handle(key(33, 1)));
+        c.writer.publish();
+        assert_eq!(
+            c.writer
+                .session_counters()
+                .helpers_lost
+                .load(Ordering::Relaxed),
+            1
+        );
+
+        let mut r = RingReader::open(&ring, &cursor).expect("reader");
+        let mut seen = Vec::new();
+        while let ReadOutcome::Frame { payload, .. } = r.next_frame() {
+            seen.push(decode_record(payload).expect("record"));
+        }
+        let summary: Vec<String> = seen
+            .iter()
+            .map(|rec| match rec {
+                Record::Focus(f) => format!("focus {} {}", f.seq, f.unknown_reason),
+                Record::Event(e) => format!("key {} @{}", e.code, e.focus),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "focus 1 ",
+                "key 30 @1",
+                "focus 2 helper_exited",
+                "key 33 @2"
+            ],
+            "{seen:?}"
+        );
+    }
 
     #[test]
     fn gap_reserve_fits_the_largest_gap_frame_with_padding() {

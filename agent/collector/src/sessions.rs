@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
-/// The socket's name in the collector's run directory.
-pub const SOCKET_FILE: &str = "session.sock";
+pub use imprint_record::wire::SOCKET_FILE;
 
 /// What the session socket tells the collector's loop.
 #[derive(Debug)]

@@ -13,7 +13,7 @@ pub mod focus;
 use imprint_policy::detect::CustomDetector;
 use imprint_policy::rules::{Origin, RuleConfig};
 use imprint_policy::{Level, Policy, PolicyConfig, PolicyError, PolicySpec, ReplayFocus};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +38,20 @@ pub struct Config {
     pub replay: ReplayFocus,
     /// The collector's session socket (`[session]`): whose reports it trusts.
     pub session: SessionConfig,
+    /// The organisation's notice to the people at this machine (`[notice]`): shown by
+    /// `imprint status` and, once per version, by imprint-session at login.
+    pub notice: NoticeConfig,
+}
+
+/// `[notice]`: what the people using this machine have been told. Empty (the default)
+/// means no notice is configured.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoticeConfig {
+    /// The text, as the organisation wrote it.
+    pub text: String,
+    /// Raised whenever the text changes, so that it is shown again.
+    pub version: u32,
 }
 
 /// Who may report focus to the collector, and who may send it verdicts.
@@ -369,6 +383,25 @@ mod tests {
         let err = Config::parse("[focus]\ntracker = \"wayland\"\n", Path::new("x.toml"))
             .expect_err("unknown tracker");
         assert!(err.to_string().contains("tracker"), "{err}");
+    }
+
+    #[test]
+    fn notice_section_parses() {
+        let cfg = Config::parse(
+            "[notice]\ntext = \"Input on this machine is recorded.\"\nversion = 3\n",
+            Path::new("x.toml"),
+        )
+        .expect("parse");
+        assert_eq!(
+            cfg.notice,
+            NoticeConfig {
+                text: "Input on this machine is recorded.".into(),
+                version: 3
+            }
+        );
+        let err = Config::parse("[notice]\ntitle = \"x\"\n", Path::new("x.toml"))
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("title"), "{err}");
     }
 
     #[test]

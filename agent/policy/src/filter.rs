@@ -22,7 +22,7 @@ use super::motion::{Coalescer, Motion};
 use super::rules::DeviceClass;
 use super::text::{Text, UNKNOWN};
 use super::xkb::{Keyboard, Layout, Typed};
-use super::{Decision, Level, Policy};
+use super::{Decision, Level, Policy, NO_HELPER_RULE};
 use imprint_record::{
     Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, Record, Redaction, Stage, NO_DEVICE,
 };
@@ -45,6 +45,13 @@ pub struct FilterStats {
     pub masked_keys: u64,
     /// Key presses capped to `timing` because the terminal had echo off.
     pub echo_off_keys: u64,
+    /// Key presses capped to `timing` because nobody could read the terminal's state.
+    #[serde(default)]
+    pub tty_unknown_keys: u64,
+    /// Input events dropped because no imprint-session helper reported the focus (none was
+    /// running, or it died): fail closed.
+    #[serde(default)]
+    pub no_helper_dropped: u64,
     /// Key presses replaced by redaction records, per rule.
     pub redacted: BTreeMap<String, u64>,
     /// Matches found after part of the match had already been released (holdback too short).
@@ -518,8 +525,15 @@ impl Filter {
         let mut level = d.level;
         // The tty state comes from the session helper with the focus record (the agent,
         // unprivileged, cannot read another user's terminal).
-        if is_kbd_key && e.value == 1 && d.secure == Some("echo_off") {
-            self.stats.echo_off_keys += 1;
+        if is_kbd_key && e.value == 1 {
+            match d.secure {
+                Some("echo_off") => self.stats.echo_off_keys += 1,
+                Some("tty_unknown") => self.stats.tty_unknown_keys += 1,
+                _ => {}
+            }
+        }
+        if d.rule == NO_HELPER_RULE && e.kind != EV_SYN {
+            self.stats.no_helper_dropped += 1;
         }
         // A key's release and repeats follow the level of its press.
         if is_kbd_key && e.value != 1 {

@@ -135,6 +135,9 @@ pub enum PolicyError {
     Setting { key: &'static str, message: String },
 }
 
+/// The rule name of decisions made because no session helper reported focus.
+pub const NO_HELPER_RULE: &str = "session.no_helper";
+
 /// The decision for one focus and device class.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -405,6 +408,22 @@ impl Policy {
 
     /// The decision for focus `f` (None: focus unknown) and device class `device`.
     pub fn decide(&self, f: Option<&FocusInfo>, device: Option<DeviceClass>) -> Decision {
+        // No session helper said what has focus (none ran, or it died): fail closed, whatever
+        // `unknown_focus` says, since nothing could have seen a prompt or a lock screen.
+        if f.is_some_and(|f| {
+            f.unknown
+                && matches!(
+                    f.unknown_reason.as_str(),
+                    "no_session_helper" | "helper_exited"
+                )
+        }) {
+            return Decision {
+                level: Level::Off,
+                rule_level: Level::Off,
+                rule: NO_HELPER_RULE.into(),
+                secure: None,
+            };
+        }
         let Some(f) = f.filter(|f| !f.unknown && f.seq != 0) else {
             return Decision {
                 level: self.unknown_level,
@@ -488,6 +507,33 @@ pub fn cap(level: Level, secure: bool) -> Level {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn no_session_helper_is_off_whatever_unknown_focus_says() {
+        // An operator who records unknown focus at `full` still gets nothing without a helper.
+        let p = Policy::new(Level::Full);
+        for reason in ["no_session_helper", "helper_exited"] {
+            let f = FocusInfo {
+                seq: 3,
+                unknown: true,
+                unknown_reason: reason.into(),
+                ..FocusInfo::default()
+            };
+            let d = p.decide(Some(&f), Some(DeviceClass::Keyboard));
+            assert_eq!(
+                (d.level, d.rule.as_str()),
+                (Level::Off, NO_HELPER_RULE),
+                "{reason}"
+            );
+        }
+        let lost = FocusInfo {
+            seq: 4,
+            unknown: true,
+            unknown_reason: "tracker_lost".into(),
+            ..FocusInfo::default()
+        };
+        assert_eq!(p.decide(Some(&lost), None).rule, "policy.unknown_focus");
+    }
 
     fn rule(name: &str, exe: Option<&str>, app: Option<&str>, level: Level) -> RuleConfig {
         RuleConfig {

@@ -8,6 +8,9 @@ use capnp::message::{Builder, ReaderOptions};
 use capnp::serialize;
 use imprint_schema as schema;
 
+/// The session socket's name in the collector's run directory.
+pub const SOCKET_FILE: &str = "session.sock";
+
 /// The largest packet the collector reads; a longer one is refused (and counted).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
@@ -19,6 +22,25 @@ pub mod class {
     pub const TABLET: u32 = 8;
     pub const VIRTUAL: u32 = 16;
     pub const ALL: u32 = KEYBOARD | POINTER | TOUCHPAD | TABLET | VIRTUAL;
+
+    const EV_REL: u32 = 2;
+    const EV_ABS: u32 = 3;
+
+    /// The event types (bit per EV_* type) that can matter under a verdict admitting
+    /// `classes`: relative and absolute axes come only from pointers, touchpads and tablets
+    /// (and virtual devices, which may send anything), so without those classes they stay out.
+    pub fn type_mask(classes: u32) -> u32 {
+        if classes & (POINTER | TOUCHPAD | TABLET | VIRTUAL) == 0 {
+            !((1 << EV_REL) | (1 << EV_ABS))
+        } else {
+            u32::MAX
+        }
+    }
+
+    /// Whether an event of type `kind` passes under a verdict admitting `classes`.
+    pub fn admits(classes: u32, kind: u16) -> bool {
+        classes != 0 && (kind >= 32 || type_mask(classes) & (1 << kind) != 0)
+    }
 }
 
 /// The agent's scope decision for one focus.
@@ -125,6 +147,20 @@ mod tests {
     }
 
     #[test]
+    fn verdict_classes_gate_event_types() {
+        assert!(
+            !class::admits(0, 1),
+            "nothing passes a verdict that admits nothing"
+        );
+        assert!(class::admits(class::ALL, 2));
+        // Keyboard only: keys and syncs pass, pointer axes stay out.
+        assert!(class::admits(class::KEYBOARD, 1) && class::admits(class::KEYBOARD, 0));
+        assert!(!class::admits(class::KEYBOARD, 2) && !class::admits(class::KEYBOARD, 3));
+        // A pointer class lets axes through (buttons are EV_KEY either way).
+        assert!(class::admits(class::POINTER, 2) && class::admits(class::POINTER, 1));
+    }
+
+    #[test]
     fn malformed_packets_are_errors_not_panics() {
         let good = encode_message(&SessionMessage::Verdict(Verdict::default()));
         assert!(decode_message(&[]).is_err());
@@ -142,5 +178,39 @@ mod tests {
             b[i] ^= 0x5a;
             let _ = decode_message(&b);
         }
+    }
+}
+
+#[cfg(test)]
+mod seeds {
+    use super::*;
+
+    /// Writes the fuzz seeds for the session-socket decoder (tests/fuzz/corpus/session_message).
+    #[test]
+    #[ignore = "regenerates fuzz seeds: IMPRINT_WRITE_SEEDS=DIR cargo test -p imprint-record -- --ignored"]
+    fn write_fuzz_seeds() {
+        let dir = std::env::var("IMPRINT_WRITE_SEEDS").expect("IMPRINT_WRITE_SEEDS=DIR");
+        let focus = SessionMessage::Focus(Box::new(FocusInfo {
+            pid: 4242,
+            start_time: 99,
+            exe: "/usr/bin/bash".into(),
+            terminal_pid: 4200,
+            terminal_exe: "/usr/bin/xterm".into(),
+            tracker: "x11".into(),
+            wm_class: "xterm.XTerm".into(),
+            tty: crate::TtyMode::NoEcho,
+            locked: true,
+            locked_by: "x11:i3lock".into(),
+            secure_field: true,
+            role: "password text".into(),
+            ..Default::default()
+        }));
+        let verdict = SessionMessage::Verdict(Verdict {
+            focus_seq: 7,
+            ring_epoch: 12345,
+            classes: class::KEYBOARD | class::POINTER,
+        });
+        std::fs::write(format!("{dir}/seed-focus"), encode_message(&focus)).expect("write");
+        std::fs::write(format!("{dir}/seed-verdict"), encode_message(&verdict)).expect("write");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
 /// "IMPRRING" in little-endian.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"IMPRRING");
 /// Bumped when the layout changes incompatibly.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The frame area starts one page in.
 pub const HEADER_SIZE: u64 = 4096;
 /// `len | crc | seq` before each payload.
@@ -84,7 +84,6 @@ pub struct SourceStatus {
     pub bpf_seen: AtomicU64,
     pub bpf_submitted: AtomicU64,
     pub bpf_gated_off: AtomicU64,
-    pub bpf_gated_device: AtomicU64,
     pub bpf_gated_type: AtomicU64,
     /// Failed ring-buffer reserves: events lost in the kernel, written as `bpf_reserve` gaps.
     pub bpf_reserve_failed: AtomicU64,

@@ -48,6 +48,7 @@ pub mod gnome;
 pub mod hyprland;
 pub mod kde;
 pub mod lock;
+pub mod notice;
 pub mod reporter;
 pub mod session;
 pub mod settings;

@@ -67,6 +67,11 @@ fn main() -> ExitCode {
         }
     }
     imprint_session::settings::own_session(&mut cfg);
+    // The organisation's notice: a bad [notice] must not stop focus reporting.
+    let notice = imprint_session::settings::load_notice(&args.config).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no notice shown");
+        Default::default()
+    });
     tracing::info!(tracker = cfg.tracker.as_str(), socket = %args.socket.display(), "imprint-session starting");
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -78,7 +83,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    rt.block_on(run(cfg, args.socket));
+    rt.block_on(async {
+        tokio::spawn(imprint_session::notice::at_login(notice));
+        run(cfg, args.socket).await
+    });
     ExitCode::SUCCESS
 }
 

@@ -1,7 +1,8 @@
-//! The helper's settings: the `[focus]` table of imprint.toml (the rest belongs to the agent),
-//! and which display server its own session has.
+//! The helper's settings: the `[focus]` and `[notice]` tables of imprint.toml (the rest
+//! belongs to the agent), and which display server its own session has.
 
 use crate::{FocusConfig, TrackerKind};
+use imprint_config::NoticeConfig;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -76,5 +77,22 @@ pub fn own_session(cfg: &mut FocusConfig) {
     }
     if cfg.dbus_address.is_none() {
         cfg.dbus_address = env("DBUS_SESSION_BUS_ADDRESS");
+    }
+}
+
+/// Reads `[notice]` from `path` (the organisation's notice, shown once per version at login);
+/// a missing file or section means no notice. A malformed file is an error that names it.
+pub fn load_notice(path: &Path) -> Result<NoticeConfig, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(NoticeConfig::default()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    match table.get("notice") {
+        None => Ok(NoticeConfig::default()),
+        Some(v) => NoticeConfig::deserialize(v.clone())
+            .map_err(|e| format!("{}: [notice]: {e}", path.display())),
     }
 }

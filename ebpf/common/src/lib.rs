@@ -35,8 +35,6 @@ pub const SYN_DROPPED: u16 = 3;
 pub const MAP_EVENTS: &str = "EVENTS";
 /// Name of the [`Gate`] array map (one entry, index 0).
 pub const MAP_GATE: &str = "GATE";
-/// Name of the per-device allow list: `u64` device key → `u8` (non-zero: allowed).
-pub const MAP_ALLOW: &str = "ALLOW";
 /// Name of the [`KernelLayout`] array map (one entry, index 0).
 pub const MAP_LAYOUT: &str = "LAYOUT";
 /// Name of the per-CPU `u64` counter array, indexed by the `CTR_*` constants.
@@ -49,8 +47,6 @@ pub const DEFAULT_RINGBUF_BYTES: u32 = 256 * 1024;
 
 /// [`Gate::flags`]: capture is on. Clear, the programs return before touching anything else.
 pub const GATE_CAPTURE_ON: u32 = 1;
-/// [`Gate::flags`]: only devices whose key is in the allow list are captured.
-pub const GATE_ALLOW_LIST: u32 = 2;
 
 /// The in-kernel gate, written by the collector, read by every program invocation.
 #[repr(C)]
@@ -59,6 +55,7 @@ pub struct Gate {
     /// `GATE_*` bits.
     pub flags: u32,
     /// Bit `n` set: events of type `n` (EV_KEY = 1, EV_REL = 2, ...; EV_MAX is 0x1f) pass.
+    /// The collector narrows it from the agent's verdict (no pointer class: no axes).
     pub type_mask: u32,
 }
 
@@ -106,20 +103,18 @@ pub struct KernelLayout {
 pub const CTR_SEEN: u32 = 0;
 /// Returned early because capture was off or paused.
 pub const CTR_GATED_OFF: u32 = 1;
-/// Dropped by the per-device allow list.
-pub const CTR_GATED_DEVICE: u32 = 2;
 /// Dropped by the event-type mask.
-pub const CTR_GATED_TYPE: u32 = 3;
+pub const CTR_GATED_TYPE: u32 = 2;
 /// `bpf_ringbuf_reserve` failed (the ring buffer was full): events lost, to become gaps.
-pub const CTR_RESERVE_FAILED: u32 = 4;
+pub const CTR_RESERVE_FAILED: u32 = 3;
 /// Event records submitted to the ring buffer.
-pub const CTR_SUBMITTED: u32 = 5;
+pub const CTR_SUBMITTED: u32 = 4;
 /// Device records submitted.
-pub const CTR_DEVICES: u32 = 6;
+pub const CTR_DEVICES: u32 = 5;
 /// Device records that did not fit (the device is announced again with its next event).
-pub const CTR_DEVICE_RESERVE_FAILED: u32 = 7;
+pub const CTR_DEVICE_RESERVE_FAILED: u32 = 6;
 /// How many counters there are.
-pub const CTR_COUNT: u32 = 8;
+pub const CTR_COUNT: u32 = 7;
 
 /// [`BpfEvent::tag`] / [`BpfDevice::tag`]: which record this is.
 pub const REC_EVENT: u32 = 1;

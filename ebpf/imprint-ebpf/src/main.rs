@@ -45,8 +45,8 @@ use aya_ebpf::{
 };
 use imprint_common::{
     BpfDevice, BpfEvent, Gate, KernelLayout, CTR_COUNT, CTR_DEVICES, CTR_DEVICE_RESERVE_FAILED,
-    CTR_GATED_DEVICE, CTR_GATED_OFF, CTR_GATED_TYPE, CTR_RESERVE_FAILED, CTR_SEEN, CTR_SUBMITTED,
-    DEFAULT_RINGBUF_BYTES, DEVICE_STR, DEV_HAS_PARENT, GATE_ALLOW_LIST, GATE_CAPTURE_ON,
+    CTR_GATED_OFF, CTR_GATED_TYPE, CTR_RESERVE_FAILED, CTR_SEEN, CTR_SUBMITTED,
+    DEFAULT_RINGBUF_BYTES, DEVICE_STR, DEV_HAS_PARENT, GATE_CAPTURE_ON,
     HOOK_INJECT, HOOK_INPUT_EVENT, HOOK_REPEAT, REC_DEVICE, REC_EVENT, REC_REMOVED,
 };
 
@@ -60,9 +60,6 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RINGBUF_BYTES, 0);
 
 #[map(name = "GATE")]
 static GATE: Array<Gate> = Array::with_max_entries(1, 0);
-
-#[map(name = "ALLOW")]
-static ALLOW: HashMap<u64, u8> = HashMap::with_max_entries(256, 0);
 
 #[map(name = "LAYOUT")]
 static LAYOUT: Array<KernelLayout> = Array::with_max_entries(1, 0);
@@ -196,11 +193,6 @@ fn capture(dev: u64, kind: u32, code: u32, value: i32, hook: u32) {
     announce(dev, layout);
     if kind >= 32 || gate.type_mask & (1u32 << kind) == 0 {
         bump(CTR_GATED_TYPE);
-        return;
-    }
-    // SAFETY: a plain lookup; the value is not kept.
-    if gate.flags & GATE_ALLOW_LIST != 0 && unsafe { ALLOW.get(&dev) }.is_none_or(|v| *v == 0) {
-        bump(CTR_GATED_DEVICE);
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<BpfEvent>(0) else {

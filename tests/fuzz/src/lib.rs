@@ -676,3 +676,17 @@ fn check_output(ins: &BTreeMap<u64, In>, out: &[Record], filter: &Filter, redact
         late_matches: stats.late_matches,
     }
 }
+
+/// A packet on the collector's session socket (from any local user: untrusted). Decoding must
+/// never panic, and whatever decodes must survive a re-encode unchanged.
+pub fn session_message(data: &[u8]) -> bool {
+    use imprint_record::wire::{decode_message, encode_message};
+    match decode_message(data) {
+        Ok(m) => {
+            let again = decode_message(&encode_message(&m)).expect("a re-encoded message decodes");
+            assert_eq!(again, m, "a message changed across encode/decode");
+            true
+        }
+        Err(_) => false,
+    }
+}

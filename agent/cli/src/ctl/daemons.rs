@@ -1,15 +1,14 @@
 //! `imprint run`, `imprint collector` and `imprint agent`: wiring the pipeline halves to
 //! configuration, signals and each other.
 
-use super::{ensure_parent, Locations, Paths};
-use imprint_agent::{AgentOptions, StopHandle};
+use super::{Locations, Paths};
+use imprint_agent::daemon::{self, ensure_parent, prepare_data_dir, shutdown_signal};
+use imprint_agent::StopHandle;
 use imprint_collector::sessions::{self, SessionAuthority, SessionEvent, SessionSocketOptions};
 use imprint_collector::{Collector, CollectorOptions, Input};
 use imprint_config::Config;
 use imprint_source::{ebpf::EbpfOptions, evdev::INPUT_DIR, libinput_yaml, replay::Speed};
-use imprint_spool::SpoolOptions;
 use std::path::Path;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// `imprint run`: both halves in one process. With `--replay` it exits once the recording
@@ -31,7 +30,7 @@ pub fn run(loc: &Locations, replay: Option<&Path>, speed: Speed) -> anyhow::Resu
     let rt = runtime()?;
     let collector = Collector::create(&collector_options(&cfg, &paths)?)?;
     let stop = StopHandle::default();
-    let mut opts = agent_options(&cfg, &paths, true)?;
+    let mut opts = daemon::options(&cfg, &paths, true)?;
     opts.policy_source = Some(loc.config_source());
     let agent_stop = stop.clone();
     let agent = std::thread::Builder::new()
@@ -132,23 +131,9 @@ fn sessions_for(
     Ok((rx, tx))
 }
 
-/// `imprint agent`: the unprivileged half alone.
+/// `imprint agent`: the unprivileged half alone (what `imprint-agent` runs).
 pub fn agent(loc: &Locations, exit_when_closed: bool) -> anyhow::Result<i32> {
-    let cfg = loc.load()?;
-    let paths = loc.paths(&cfg);
-    let mut opts = agent_options(&cfg, &paths, exit_when_closed)?;
-    opts.policy_source = Some(loc.config_source());
-    let stop = StopHandle::default();
-    let signal_stop = stop.clone();
-    let rt = runtime()?;
-    std::thread::Builder::new()
-        .name("imprint-signals".into())
-        .spawn(move || {
-            rt.block_on(shutdown_signal());
-            signal_stop.stop();
-        })?;
-    let stats = imprint_agent::run(opts, stop)?;
-    tracing::info!(events = stats.events_written, "agent stopped");
+    daemon::run(loc.config_source(), loc.data_dir(), exit_when_closed)?;
     Ok(0)
 }
 
@@ -215,63 +200,8 @@ fn collector_options(cfg: &Config, paths: &Paths) -> anyhow::Result<CollectorOpt
     })
 }
 
-fn agent_options(
-    cfg: &Config,
-    paths: &Paths,
-    exit_when_closed: bool,
-) -> anyhow::Result<AgentOptions> {
-    prepare_data_dir(paths)?;
-    ensure_parent(&paths.cursor, 0o750)?;
-    if paths.control.parent() != paths.spool.parent() {
-        // Every local user may reach the socket (it answers each about themselves only).
-        ensure_parent(&paths.control, 0o755)?;
-    }
-    Ok(AgentOptions {
-        ring_path: paths.ring.clone(),
-        cursor_path: paths.cursor.clone(),
-        status_path: paths.status.clone(),
-        spool: SpoolOptions {
-            segment_max_bytes: cfg.spool.segment_max_bytes,
-            retention_max_bytes: cfg.spool.retention_max_bytes,
-            retention_max_age: Duration::from_secs(cfg.spool.retention_max_age_hours * 3600),
-            ..SpoolOptions::new(paths.spool.clone())
-        },
-        fsync_interval: cfg.spool.fsync_interval(),
-        policy: cfg.compile_policy(Path::new(imprint_config::DEFAULT_PATH))?,
-        policy_source: None,
-        exit_when_closed,
-        control_path: Some(paths.control.clone()),
-        session_socket: Some(paths.session.clone()),
-    })
-}
-
-/// The data directory is private (0700) before anything is created inside it.
-fn prepare_data_dir(paths: &Paths) -> anyhow::Result<()> {
-    ensure_parent(&paths.spool, 0o700)
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-                _ = int.recv() => tracing::info!("SIGINT: stopping"),
-            }
-        }
-        _ => {
-            tracing::error!("cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await;
-        }
-    }
 }

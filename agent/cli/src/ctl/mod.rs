@@ -94,18 +94,7 @@ enum Command {
     },
 }
 
-/// Resolved paths for one invocation.
-#[derive(Clone, Debug)]
-pub struct Paths {
-    pub ring: PathBuf,
-    pub cursor: PathBuf,
-    pub status: PathBuf,
-    pub spool: PathBuf,
-    /// The agent's control socket.
-    pub control: PathBuf,
-    /// The collector's session socket (helpers' focus reports, the agent's verdicts).
-    pub session: PathBuf,
-}
+pub use imprint_agent::daemon::Paths;
 
 impl Locations {
     fn load(&self) -> anyhow::Result<Config> {
@@ -122,28 +111,11 @@ impl Locations {
     }
 
     fn paths(&self, cfg: &Config) -> Paths {
-        let (run, agent_run, data) = match &self.data_dir {
-            Some(d) => (d.join("run"), d.join("run"), d.clone()),
-            None => (
-                cfg.paths.run_dir.clone(),
-                cfg.paths.agent_run_dir.clone(),
-                cfg.paths.data_dir.clone(),
-            ),
-        };
-        Paths {
-            ring: imprint_ring::ring_path(&run),
-            cursor: agent_run.join(imprint_ring::CURSOR_FILE),
-            status: agent_run.join("agent.status.json"),
-            control: match &self.data_dir {
-                Some(d) => d.join(imprint_agent::control::SOCKET_FILE),
-                None => cfg
-                    .paths
-                    .status_dir
-                    .join(imprint_agent::control::SOCKET_FILE),
-            },
-            spool: data.join("spool"),
-            session: run.join(imprint_collector::sessions::SOCKET_FILE),
-        }
+        imprint_agent::daemon::paths(cfg, self.data_dir())
+    }
+
+    fn data_dir(&self) -> Option<&Path> {
+        self.data_dir.as_deref()
     }
 }
 
@@ -200,13 +172,4 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
-}
-
-/// Creates the directory a file lives in with `mode`, when missing.
-fn ensure_parent(path: &Path, mode: u32) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        imprint_fsutil::ensure_dir_mode(dir, mode)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-    }
-    Ok(())
 }

@@ -1,13 +1,93 @@
 //! `imprint status`: whether capture is on, which source is live, the ring's fill, the
-//! spool's size and every drop counter.
+//! spool's size and every drop counter, what is captured about the caller right now, and the
+//! organisation's notice.
+//!
+//! Any local user may run it. The ring is readable only by the collector and the `imprint`
+//! group, so what every user may know (capture on or off, the live source, the collector's
+//! counters) comes from the agent's control socket, which reads the ring on their behalf;
+//! reading the ring directly is an extra for those who can. When neither answers, capture is
+//! reported as unknown, never as off.
 
 use super::Locations;
-use imprint_agent::control::{self, Reply, Request};
+use imprint_agent::control::{self, ControlError, Reply, Request};
+use imprint_agent::status::{pid_alive, CaptureView};
 use imprint_agent::{policy_status_path, PolicyStatus};
+use imprint_config::NoticeConfig;
 use imprint_metrics::{prometheus, AgentStats, Exposition};
 use imprint_ring::reader::peek_stats;
-use imprint_ring::RingStats;
+use imprint_ring::{RingError, RingStats};
 use imprint_source::ebpf::{peek_status as peek_ebpf, EbpfStatus};
+use std::path::Path;
+
+/// Where the capture state shown came from.
+enum Capture {
+    /// Read from the ring header here (the caller can read the ring).
+    Ring(CaptureView),
+    /// As the agent read it, answering on its control socket.
+    Agent(CaptureView),
+    /// Nothing reachable could tell; the text says what was tried.
+    Unknown(String),
+}
+
+impl Capture {
+    fn view(&self) -> Option<&CaptureView> {
+        match self {
+            Capture::Ring(v) | Capture::Agent(v) => Some(v).filter(|v| v.known),
+            Capture::Unknown(_) => None,
+        }
+    }
+
+    fn origin(&self) -> Option<&'static str> {
+        match self {
+            Capture::Ring(v) if v.known => Some("ring"),
+            Capture::Agent(v) if v.known => Some("agent"),
+            _ => None,
+        }
+    }
+}
+
+/// What capture is, from the direct ring read and the agent's answer, best first.
+fn capture_state(
+    ring_path: &Path,
+    ring: &Result<RingStats, RingError>,
+    you: Option<&Result<Reply, ControlError>>,
+) -> Capture {
+    if let Ok(r) = ring {
+        return Capture::Ring(CaptureView::from_stats(r, pid_alive(r.collector_pid)));
+    }
+    let agent = you.and_then(|y| y.as_ref().ok());
+    if let Some(c) = agent.and_then(|r| r.capture.as_ref()) {
+        return Capture::Agent(c.clone());
+    }
+    let ring_err = match ring {
+        Err(RingError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            // Visible to everyone (its directory is world-readable): no collector has made
+            // a ring, so nothing is captured.
+            return Capture::Ring(CaptureView {
+                known: true,
+                error: Some(format!("no collector ring at {}", ring_path.display())),
+                ..CaptureView::default()
+            });
+        }
+        Err(e @ RingError::BadHeader { .. }) => {
+            return Capture::Ring(CaptureView {
+                known: true,
+                error: Some(e.to_string()),
+                ..CaptureView::default()
+            });
+        }
+        Err(e) => e.to_string(),
+        Ok(_) => String::new(),
+    };
+    let why = match (agent, you) {
+        (Some(_), _) => "the agent does not report capture (an older agent?)".to_owned(),
+        (None, Some(Err(e))) => format!("the agent is not answering ({e})"),
+        _ => "the agent was not asked".to_owned(),
+    };
+    Capture::Unknown(format!(
+        "{why}, and the collector's ring cannot be read here ({ring_err})"
+    ))
+}
 
 pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Result<i32> {
     let cfg = loc.load()?;
@@ -21,7 +101,6 @@ pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Res
     let agent = AgentStats::read(&paths.status);
     let ring_ok = ring.as_ref().ok();
     let agent_ok = agent.as_ref().ok();
-    let alive = ring_ok.is_some_and(|r| !r.closed && pid_alive(r.collector_pid));
     let ebpf = ring_ok.and_then(|_| peek_ebpf(&paths.ring).ok());
     let pstatus = read_policy_status(&policy_status_path(&paths.status));
     if prom {
@@ -38,39 +117,50 @@ pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Res
         }
         return Ok(0);
     }
+    let capture = capture_state(&paths.ring, &ring, you.as_ref());
+    let answered = you.as_ref().and_then(|r| r.as_ref().ok());
+    // The running agent's notice, else the configuration's as read here (an agent started
+    // without a configuration file knows none).
+    let notice = answered
+        .map(|r| &r.notice)
+        .filter(|n| !n.text.is_empty())
+        .unwrap_or(&cfg.notice);
+    let machine_paused = ebpf.as_ref().map(|e| e.paused).or_else(|| {
+        let file = paths.ring.parent()?.join(imprint_source::ebpf::PAUSE_FILE);
+        file.try_exists().ok()
+    });
     if json {
+        let view = capture.view();
         let v = serde_json::json!({
-            "capture_on": alive && ring_ok.is_some_and(|r| r.capture_on),
-            "collector_running": alive,
+            "capture_on": view.map(|c| c.capture_on),
+            "capture_known": view.is_some(),
+            "capture_from": capture.origin(),
+            "capture": match &capture {
+                Capture::Ring(c) | Capture::Agent(c) => serde_json::to_value(c)?,
+                Capture::Unknown(why) => serde_json::json!({ "known": false, "error": why }),
+            },
+            "collector_running": view.map(|c| c.collector_running),
+            "machine_paused": machine_paused,
             "ring": ring_ok,
             "ebpf": ebpf,
             "agent": agent_ok,
             "policy_level": cfg.capture.default_level.as_str(),
             "policy": pstatus,
+            "notice": notice,
             "you": you.as_ref().map(|r| r.as_ref().map_err(|e| e.to_string())),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(code);
     }
-    match &ring {
-        Ok(r) if alive => {
-            print_ring(r);
-            if let Some(e) = &ebpf {
-                print_ebpf(e);
-            }
-        }
-        Ok(r) => {
-            println!(
-                "capture:   off (collector not running; last ring epoch {})",
-                r.epoch
-            );
-            print_ring_counters(r);
-        }
-        Err(e) => println!("capture:   off (no collector ring: {e})"),
+    print_capture(&capture);
+    if let Some(e) = &ebpf {
+        print_ebpf(e);
+    } else if machine_paused == Some(true) {
+        println!("paused:    yes, on this whole machine: no input event is captured (`imprint resume` resumes)");
     }
     match (&pstatus, cfg.compile_policy(&loc.config_source().0)) {
         (Some(p), _) => print_policy(p),
-        (None, _) if you.as_ref().is_some_and(|r| r.is_ok()) => {}
+        (None, _) if answered.is_some() => {}
         (None, Ok(p)) => println!(
             "policy:    {} rules; default {}, unknown focus {} (from configuration; the agent has not reported yet)",
             p.stamp().rules,
@@ -95,16 +185,65 @@ pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Res
                 a.dropped_policy, a.dropped_disk, a.dropped_disk_pending, a.ring_corrupt_frames
             );
         }
+        // The spool's own counters are the operators'; what concerns the caller follows.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && answered.is_some() => {}
         Err(e) => println!("agent:     no status yet ({}: {e})", paths.status.display()),
     }
     if let Some(you) = &you {
         print_you(you);
     }
+    print_notice(notice);
     Ok(code)
 }
 
+fn print_capture(c: &Capture) {
+    let (v, by) = match c {
+        Capture::Ring(v) => (v, ""),
+        Capture::Agent(v) => (v, "; as the agent reports"),
+        Capture::Unknown(why) => {
+            println!("capture:   unknown: {why}");
+            return;
+        }
+    };
+    if !v.known {
+        println!(
+            "capture:   unknown: {}",
+            v.error.as_deref().unwrap_or("the agent cannot tell")
+        );
+    } else if v.collector_running {
+        println!(
+            "capture:   {} (source: {}, {} devices, collector pid {}{by})",
+            if v.capture_on { "on" } else { "off" },
+            v.source,
+            v.devices,
+            v.collector_pid
+        );
+        print_ring_counters(v);
+    } else if let Some(e) = &v.error {
+        println!("capture:   off ({e}{by})");
+    } else {
+        println!(
+            "capture:   off (collector not running; last ring epoch {}{by})",
+            v.epoch
+        );
+        print_ring_counters(v);
+    }
+}
+
+/// The organisation's notice, as configured.
+fn print_notice(n: &NoticeConfig) {
+    if n.text.is_empty() {
+        println!("notice:    none configured");
+        return;
+    }
+    println!("notice:    version {}", n.version);
+    for line in n.text.lines() {
+        println!("  {line}");
+    }
+}
+
 /// The caller's own part, as the agent's control socket tells it.
-fn print_you(you: &Result<Reply, control::ControlError>) {
+fn print_you(you: &Result<Reply, ControlError>) {
     let r = match you {
         Ok(r) => r,
         Err(e) => {
@@ -130,9 +269,14 @@ fn print_you(you: &Result<Reply, control::ControlError>) {
                 .as_deref()
                 .map(|s| format!("; secure input: {s}, capped at timing"))
                 .unwrap_or_default();
+            let rule = if c.rule.is_empty() {
+                "no rule matched: the policy's default".to_owned()
+            } else {
+                format!("rule {}", c.rule)
+            };
             println!(
-                "you:       focused {app}: captured at level {} (rule {}){secure}",
-                c.level, c.rule
+                "you:       focused {app}: captured at level {} ({rule}){secure}",
+                c.level
             );
         }
         None => println!("you:       no application of yours has focus on this seat"),
@@ -150,18 +294,7 @@ fn print_you(you: &Result<Reply, control::ControlError>) {
     }
 }
 
-fn print_ring(r: &RingStats) {
-    println!(
-        "capture:   {} (source: {}, {} devices, collector pid {})",
-        if r.capture_on { "on" } else { "off" },
-        r.source,
-        r.devices,
-        r.collector_pid
-    );
-    print_ring_counters(r);
-}
-
-fn print_ring_counters(r: &RingStats) {
+fn print_ring_counters(r: &CaptureView) {
     let pct = if r.capacity > 0 {
         r.pending_bytes as f64 * 100.0 / r.capacity as f64
     } else {
@@ -179,10 +312,6 @@ fn print_ring_counters(r: &RingStats) {
         "collector drops: ring_full={} evdev_syn_dropped={} (gap records written: {})",
         r.frames_dropped, r.evdev_dropped, r.gaps_written
     );
-}
-
-fn pid_alive(pid: u32) -> bool {
-    pid != 0 && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
 fn print_ebpf(e: &EbpfStatus) {
@@ -225,7 +354,6 @@ fn ebpf_prometheus(e: &EbpfStatus) -> String {
         &[
             ("{outcome=\"submitted\"}", k.submitted),
             ("{outcome=\"gated_off\"}", k.gated_off),
-            ("{outcome=\"gated_device\"}", k.gated_device),
             ("{outcome=\"gated_type\"}", k.gated_type),
             ("{outcome=\"reserve_failed\"}", k.reserve_failed),
         ],

@@ -20,14 +20,15 @@
 pub mod btf;
 
 use super::{monotonic_now_ns, SourceEvent, SourceTx};
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::FEntry;
 use imprint_common::{
     BpfDevice, BpfEvent, Gate, RawInput, CTR_COUNT, CTR_DEVICES, CTR_DEVICE_RESERVE_FAILED,
-    CTR_GATED_DEVICE, CTR_GATED_OFF, CTR_GATED_TYPE, CTR_RESERVE_FAILED, CTR_SEEN, CTR_SUBMITTED,
-    DEFAULT_RINGBUF_BYTES, DEV_HAS_PARENT, GATE_ALLOW_LIST, MAP_ALLOW, MAP_COUNTERS, MAP_EVENTS,
-    MAP_GATE, MAP_LAYOUT, REC_DEVICE, REC_EVENT, REC_REMOVED,
+    CTR_GATED_OFF, CTR_GATED_TYPE, CTR_RESERVE_FAILED, CTR_SEEN, CTR_SUBMITTED,
+    DEFAULT_RINGBUF_BYTES, DEV_HAS_PARENT, MAP_COUNTERS, MAP_EVENTS, MAP_GATE, MAP_LAYOUT,
+    REC_DEVICE, REC_EVENT, REC_REMOVED,
 };
+use imprint_record::wire::class;
 use imprint_record::{DeviceInfo, Gap, Source, Stage, NO_DEVICE};
 use imprint_ring::layout::{self, RingHeader, SourceStatus};
 use std::collections::HashMap;
@@ -40,7 +41,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The next scope-gate state; pending forever once the collector has dropped its end.
-async fn scope_change(scope: &mut Option<watch::Receiver<bool>>) -> bool {
+async fn scope_change(scope: &mut Option<watch::Receiver<u32>>) -> u32 {
     if let Some(rx) = scope {
         if rx.changed().await.is_ok() {
             return *rx.borrow_and_update();
@@ -171,13 +172,13 @@ pub struct Programs {
     _ebpf: aya::Ebpf,
     events: Option<RingBuf<MapData>>,
     gate: Array<MapData, Gate>,
-    allow: BpfHashMap<MapData, u64, u8>,
     counters: PerCpuArray<MapData, u64>,
     ringbuf_bytes: u32,
     paused: bool,
-    /// The focused context is out of scope (the agent's verdict): closed like a pause.
-    scope_closed: bool,
-    allow_list: bool,
+    /// The device classes the agent's verdict admits for the focused context
+    /// ([`imprint_record::wire::class`] bits): none closes the gate like a pause; no pointer
+    /// class keeps pointer motion (EV_REL, EV_ABS) in the kernel through the type mask.
+    scope: u32,
 }
 
 /// The programs, their kernel functions, and whether the source can run without each.
@@ -237,8 +238,6 @@ pub fn load(opts: &EbpfOptions, paused: bool) -> Result<Programs, Unavailable> {
         Array::try_from(take(&mut ebpf, MAP_GATE)?).map_err(|e| map_err(MAP_GATE, &e))?;
     gate.set(0, if paused { Gate::CLOSED } else { Gate::OPEN }, 0)
         .map_err(|e| map_err(MAP_GATE, &e))?;
-    let allow =
-        BpfHashMap::try_from(take(&mut ebpf, MAP_ALLOW)?).map_err(|e| map_err(MAP_ALLOW, &e))?;
     let counters = PerCpuArray::try_from(take(&mut ebpf, MAP_COUNTERS)?)
         .map_err(|e| map_err(MAP_COUNTERS, &e))?;
     let events =
@@ -272,12 +271,10 @@ pub fn load(opts: &EbpfOptions, paused: bool) -> Result<Programs, Unavailable> {
         _ebpf: ebpf,
         events: Some(events),
         gate,
-        allow,
         counters,
         ringbuf_bytes: opts.ringbuf_bytes,
         paused,
-        scope_closed: false,
-        allow_list: false,
+        scope: class::ALL,
     })
 }
 
@@ -347,7 +344,6 @@ pub struct KernelCounters {
     pub seen: u64,
     pub submitted: u64,
     pub gated_off: u64,
-    pub gated_device: u64,
     pub gated_type: u64,
     pub reserve_failed: u64,
     pub devices: u64,
@@ -364,12 +360,11 @@ impl Programs {
 
     /// Reads every counter.
     pub fn counters(&self) -> KernelCounters {
-        debug_assert_eq!(CTR_COUNT, 8);
+        debug_assert_eq!(CTR_COUNT, 7);
         KernelCounters {
             seen: self.counter(CTR_SEEN),
             submitted: self.counter(CTR_SUBMITTED),
             gated_off: self.counter(CTR_GATED_OFF),
-            gated_device: self.counter(CTR_GATED_DEVICE),
             gated_type: self.counter(CTR_GATED_TYPE),
             reserve_failed: self.counter(CTR_RESERVE_FAILED),
             devices: self.counter(CTR_DEVICES),
@@ -378,42 +373,23 @@ impl Programs {
     }
 
     fn write_gate(&mut self) -> Result<(), aya::maps::MapError> {
-        let mut gate = if self.paused || self.scope_closed {
-            Gate::CLOSED
-        } else {
-            Gate::OPEN
-        };
-        if self.allow_list && !self.paused && !self.scope_closed {
-            gate.flags |= GATE_ALLOW_LIST;
+        let closed = self.paused || self.scope == 0;
+        let mut gate = if closed { Gate::CLOSED } else { Gate::OPEN };
+        if !closed {
+            gate.type_mask = class::type_mask(self.scope);
         }
         self.gate.set(0, gate, 0)
     }
 
-    /// Closes the in-kernel gate while the focused context is out of scope.
-    pub fn set_scope_closed(&mut self, closed: bool) -> Result<(), aya::maps::MapError> {
-        self.scope_closed = closed;
+    /// Applies the agent's verdict for the focused context (device-class bits).
+    pub fn set_scope(&mut self, classes: u32) -> Result<(), aya::maps::MapError> {
+        self.scope = classes;
         self.write_gate()
     }
 
     /// Opens or closes the in-kernel gate.
     pub fn set_paused(&mut self, paused: bool) -> Result<(), aya::maps::MapError> {
         self.paused = paused;
-        self.write_gate()
-    }
-
-    /// Restricts capture to the devices with these keys (`None`: every device). Keys are the
-    /// kernel addresses that device records carry; the collector knows them per device index.
-    pub fn set_allow_list(&mut self, keys: Option<&[u64]>) -> Result<(), aya::maps::MapError> {
-        let old: Vec<u64> = self.allow.keys().filter_map(Result::ok).collect();
-        for k in old {
-            self.allow.remove(&k)?;
-        }
-        if let Some(keys) = keys {
-            for k in keys {
-                self.allow.insert(k, 1, 0)?;
-            }
-        }
-        self.allow_list = keys.is_some();
         self.write_gate()
     }
 }
@@ -460,7 +436,6 @@ impl StatusView {
         s.bpf_seen.store(c.seen, Ordering::Relaxed);
         s.bpf_submitted.store(c.submitted, Ordering::Relaxed);
         s.bpf_gated_off.store(c.gated_off, Ordering::Relaxed);
-        s.bpf_gated_device.store(c.gated_device, Ordering::Relaxed);
         s.bpf_gated_type.store(c.gated_type, Ordering::Relaxed);
         s.bpf_reserve_failed
             .store(c.reserve_failed, Ordering::Relaxed);
@@ -518,7 +493,6 @@ pub fn peek_status(ring_path: &Path) -> std::io::Result<EbpfStatus> {
             seen: ld(&s.bpf_seen),
             submitted: ld(&s.bpf_submitted),
             gated_off: ld(&s.bpf_gated_off),
-            gated_device: ld(&s.bpf_gated_device),
             gated_type: ld(&s.bpf_gated_type),
             reserve_failed: ld(&s.bpf_reserve_failed),
             devices: ld(&s.bpf_devices),
@@ -536,7 +510,7 @@ pub fn start(
     opts: &EbpfOptions,
     fallback_dir: PathBuf,
     ring_path: &Path,
-    scope: watch::Receiver<bool>,
+    scope: watch::Receiver<u32>,
     tx: SourceTx,
 ) -> (Source, JoinHandle<anyhow::Result<()>>) {
     let pause_file = ring_path
@@ -931,7 +905,7 @@ async fn run(
     mut progs: Programs,
     view: Option<StatusView>,
     pause_file: PathBuf,
-    scope: watch::Receiver<bool>,
+    scope: watch::Receiver<u32>,
     tx: SourceTx,
 ) -> std::io::Result<()> {
     let mut scope = Some(scope);
@@ -1004,8 +978,8 @@ async fn run(
                     if paused { "paused" } else { "resumed" },
                     if paused { "closed" } else { "open" });
             }
-            closed = scope_change(&mut scope) => {
-                if let Err(e) = r.progs.set_scope_closed(closed) {
+            classes = scope_change(&mut scope) => {
+                if let Err(e) = r.progs.set_scope(classes) {
                     tracing::error!(error = %e, "cannot update the in-kernel gate");
                 }
             }

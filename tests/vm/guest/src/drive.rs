@@ -31,6 +31,8 @@ pub enum Step {
     Echo(bool),
     /// `file PATH`: wait until PATH exists.
     File(PathBuf),
+    /// `touch PATH`: create PATH (empty), to tell a script that the steps before it are done.
+    Touch(PathBuf),
     /// `sleep MS`.
     Sleep(Duration),
 }
@@ -53,6 +55,7 @@ pub fn parse(text: &str) -> Result<Vec<Step>> {
             ["echo", "on"] => Step::Echo(true),
             ["echo", "off"] => Step::Echo(false),
             ["file", path] => Step::File(PathBuf::from(path)),
+            ["touch", path] => Step::Touch(PathBuf::from(path)),
             ["sleep", ms] => {
                 Step::Sleep(Duration::from_millis(ms.parse().with_context(|| {
                     format!("steps line {}: bad milliseconds", n + 1)
@@ -200,6 +203,9 @@ pub fn run(
                 );
             }
             Step::Sleep(d) => sleep(*d),
+            Step::Touch(path) => {
+                std::fs::write(path, "").with_context(|| format!("creating {}", path.display()))?
+            }
             Step::Foreground(want) => wait(step, started, timeout, || {
                 let got = tty.foreground_exe();
                 Ok((got.as_deref() == Some(want.as_str()), format!("{got:?}")))
@@ -249,7 +255,7 @@ mod tests {
     #[test]
     fn parses_steps() {
         let steps = parse(
-            "# a comment\n\nfg /usr/bin/cat\ntype canaries /etc/t\necho off\nfile /tmp/x\nsleep 250\n",
+            "# a comment\n\nfg /usr/bin/cat\ntype canaries /etc/t\necho off\nfile /tmp/x\nsleep 250\ntouch /tmp/y\n",
         )
         .expect("parse");
         assert_eq!(
@@ -263,6 +269,7 @@ mod tests {
                 Step::Echo(false),
                 Step::File("/tmp/x".into()),
                 Step::Sleep(Duration::from_millis(250)),
+                Step::Touch("/tmp/y".into()),
             ]
         );
         assert!(parse("fly away\n").is_err());

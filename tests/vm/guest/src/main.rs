@@ -120,7 +120,8 @@ enum Command {
     Drive {
         #[arg(long, default_value = devices::KEYBOARD_NAME)]
         name: String,
-        /// The steps: `type LABEL FILE`, `fg EXE`, `echo on|off`, `file PATH`, `sleep MS`.
+        /// The steps: `type LABEL FILE`, `fg EXE`, `echo on|off`, `file PATH`, `sleep MS`,
+        /// `touch PATH`.
         #[arg(long)]
         steps: PathBuf,
         /// The terminal whose foreground and echo flag the steps wait for.
