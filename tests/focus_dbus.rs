@@ -138,6 +138,7 @@ fn gnome_recorded_messages() {
             app_id: "org.gnome.TextEditor".into(),
             wm_class: "org.gnome.TextEditor".into(),
             title: String::new(),
+            rect: Default::default(),
         },
         "titles are off: the title the reporter sent is dropped"
     );
@@ -237,6 +238,7 @@ fn kde_recorded_messages() {
             app_id: "org.kde.konsole".into(),
             wm_class: "org.kde.konsole".into(),
             title: String::new(),
+            rect: Default::default(),
         }
     );
     assert_eq!(window(trusted(&c[0], &KWIN, true)).title, "bash — Konsole");

@@ -159,6 +159,52 @@ fn x11_focus_names_the_real_processes() {
     assert!(f.start_time > 0 && !f.unknown);
     assert_eq!(f.terminal_pid, 0);
     assert_eq!(f.title, "imprint-one", "titles are on in this test");
+    // The window's rectangle on the root, as xwininfo sees it; the record's origin is the
+    // content's (inside the border), where window-relative coordinates start.
+    let info = Command::new("xwininfo")
+        .args(["-display", &display, "-id", &msg_win])
+        .output()
+        .expect("xwininfo (apt-get install x11-utils)");
+    let info = String::from_utf8_lossy(&info.stdout);
+    let field = |name: &str| -> i64 {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in xwininfo: {info}"))
+    };
+    assert_eq!(
+        (
+            i64::from(f.window.x),
+            i64::from(f.window.y),
+            i64::from(f.window.width),
+            i64::from(f.window.height)
+        ),
+        (
+            field("Absolute upper-left X:") + field("Border width:"),
+            field("Absolute upper-left Y:") + field("Border width:"),
+            field("Width:"),
+            field("Height:")
+        ),
+        "the focus record carries the window's rectangle: {f:?}"
+    );
+    assert!(f.window.width > 0 && f.window.height > 0);
+    // The live keymap: Xvfb starts with `us`; switching the layout is a new focus context.
+    assert_eq!(f.keymap, "us", "{f:?}");
+    let ok = Command::new("setxkbmap")
+        .args([
+            "-display",
+            &display,
+            "-layout",
+            "de",
+            "-variant",
+            "nodeadkeys",
+        ])
+        .status()
+        .expect("setxkbmap (apt-get install x11-xkb-utils)")
+        .success();
+    assert!(ok, "setxkbmap");
+    let f = focus.wait_for("the new layout", T, |f| f.keymap == "de(nodeadkeys)");
+    assert_eq!(f.pid, msg.0.id(), "same window, new layout: {f:?}");
 
     // xterm: the record names the program in its pty, and the terminal beside it.
     activate(&display, &term_win);

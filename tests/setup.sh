@@ -12,7 +12,7 @@
 # and, for the eBPF programs (built by agent/build.rs with aya-build):
 #   the nightly toolchain with rust-src, and bpf-linker built against LLVM 22 (about 3 minutes).
 set -euo pipefail
-pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock)
+pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool x11-xkb-utils sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -27,7 +27,7 @@ use imprint_record::{
     Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, Record, Redaction, Stage, NO_DEVICE,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -166,6 +166,8 @@ pub struct Filter {
     pending_scan: HashMap<u32, u64>,
     /// (device, code) → what the last press of that key typed.
     key_owner: HashMap<(u32, u16), Owner>,
+    /// Keyboard keys whose press this filter has seen and that are still down.
+    seen_down: HashSet<(u32, u16)>,
     groups: HashMap<u64, Group>,
     next_group: u64,
     open: Option<OpenRedaction>,
@@ -201,6 +203,7 @@ impl Filter {
             frame_admitted: HashMap::new(),
             pending_scan: HashMap::new(),
             key_owner: HashMap::new(),
+            seen_down: HashSet::new(),
             groups: HashMap::new(),
             next_group: 1,
             open: None,
@@ -534,6 +537,23 @@ impl Filter {
         }
         if d.rule == NO_HELPER_RULE && e.kind != EV_SYN {
             self.stats.no_helper_dropped += 1;
+        }
+        // A release or repeat whose press this filter never saw (kept in the kernel by the
+        // scope gate while another context had focus, or typed before the agent started)
+        // belongs to no admitted press: it is not written.
+        if is_kbd_key {
+            let key = (e.device, e.code);
+            match e.value {
+                1 => {
+                    if self.seen_down.len() >= 256 {
+                        self.seen_down.clear(); // releases lost to a SYN_DROPPED
+                    }
+                    self.seen_down.insert(key);
+                }
+                0 if !self.seen_down.remove(&key) => level = Level::Off,
+                2 if !self.seen_down.contains(&key) => level = Level::Off,
+                _ => {}
+            }
         }
         // A key's release and repeats follow the level of its press.
         if is_kbd_key && e.value != 1 {

@@ -223,6 +223,8 @@ pub fn window_from_fields(
         app_id: strip_desktop(app_id),
         wm_class,
         title: if titles { title } else { String::new() },
+        // The extension and the script do not send the frame rectangle (yet).
+        rect: Default::default(),
     }))
 }
 

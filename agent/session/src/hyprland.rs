@@ -54,7 +54,18 @@ pub fn parse_activewindow(json: &[u8], addr: Option<&str>, titles: bool) -> Opti
         app_id: s("class"),
         wm_class: s("initialClass"),
         title: if titles { s("title") } else { String::new() },
+        // `at` and `size` are in the global layout's logical pixels.
+        rect: imprint_record::WindowRect {
+            x: coord(&v["at"][0]),
+            y: coord(&v["at"][1]),
+            width: u32::try_from(coord(&v["size"][0])).unwrap_or(0),
+            height: u32::try_from(coord(&v["size"][1])).unwrap_or(0),
+        },
     })
+}
+
+fn coord(v: &Value) -> i32 {
+    v.as_i64().and_then(|n| i32::try_from(n).ok()).unwrap_or(0)
 }
 
 /// The instance directory: `$XDG_RUNTIME_DIR/hypr/SIG` (Hyprland ≥ 0.40) or `/tmp/hypr/SIG`;

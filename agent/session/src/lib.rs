@@ -112,6 +112,8 @@ pub struct WindowReport {
     pub wm_class: String,
     /// Only filled when titles are enabled.
     pub title: String,
+    /// The window's rectangle in screen coordinates, when the server tells it.
+    pub rect: imprint_record::WindowRect,
 }
 
 /// A tracker's report.
@@ -124,6 +126,8 @@ pub enum Report {
     /// The session whose input this is from now on (its uid is enforced); `None` when
     /// trackers were configured explicitly.
     Session(Option<session::Session>),
+    /// The session's active keyboard layout changed (`de`, `us(intl)`; empty: not known).
+    Keymap(String),
     /// The display server went away or could not be reached.
     Lost {
         tracker: &'static str,
@@ -220,6 +224,8 @@ pub struct Resolver {
     last: Option<FocusInfo>,
     terminal: Option<FocusedTerminal>,
     session: Option<session::Session>,
+    /// The active keyboard layout, as the display server last said.
+    keymap: String,
 }
 
 impl Resolver {
@@ -231,6 +237,7 @@ impl Resolver {
             last: None,
             terminal: None,
             session: None,
+            keymap: String::new(),
         }
     }
 
@@ -310,6 +317,14 @@ impl Resolver {
                 self.session = s;
                 Ok(())
             }
+            Report::Keymap(k) => {
+                self.keymap = k;
+                match self.last.clone() {
+                    // The same focus, typed with another layout: a new context for policy.
+                    Some(last) if !last.unknown => self.emit(last).await,
+                    _ => Ok(()),
+                }
+            }
         }
     }
 
@@ -353,6 +368,7 @@ impl Resolver {
             },
             session: self.session_id(),
             seat: self.seat(),
+            window: w.rect,
             ..FocusInfo::default()
         };
         let id = match self.table.lookup(w.pid) {
@@ -433,6 +449,9 @@ impl Resolver {
     }
 
     async fn emit(&mut self, mut info: FocusInfo) -> Result<(), FocusError> {
+        if !info.unknown {
+            info.keymap = self.keymap.clone();
+        }
         if is_terminal_program(&info) && info.tty == TtyMode::None {
             info.tty = tty::tty_mode(info.pid);
         }

@@ -96,6 +96,27 @@ pub fn window_report(c: &Value, titles: bool) -> WindowReport {
         app_id: s(&c["app_id"]),
         wm_class: s(&props["class"]),
         title: if titles { s(&c["name"]) } else { String::new() },
+        rect: rect_of(&c["rect"]),
+    }
+}
+
+/// A sway `rect` (`{"x", "y", "width", "height"}`, in the layout's logical pixels).
+fn rect_of(r: &Value) -> imprint_record::WindowRect {
+    let int = |k: &str| {
+        r[k].as_i64()
+            .and_then(|v| i32::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    let size = |k: &str| {
+        r[k].as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0)
+    };
+    imprint_record::WindowRect {
+        x: int("x"),
+        y: int("y"),
+        width: size("width"),
+        height: size("height"),
     }
 }
 

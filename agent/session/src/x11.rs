@@ -11,6 +11,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::res::{self, ClientIdMask, ClientIdSpec};
+use x11rb::protocol::xkb;
 use x11rb::protocol::xproto::{
     self, Atom, AtomEnum, ChangeWindowAttributesAux, ConnectionExt as _, EventMask, Window,
 };
@@ -124,6 +125,7 @@ pub(crate) fn connect(
 
 struct Atoms {
     active: Atom,
+    xkb_rules: Atom,
     wm_pid: Atom,
     net_wm_name: Atom,
     utf8: Atom,
@@ -167,6 +169,7 @@ pub async fn run(
         .root;
     let atoms = Atoms {
         active: intern(&conn, "_NET_ACTIVE_WINDOW")?,
+        xkb_rules: intern(&conn, "_XKB_RULES_NAMES")?,
         wm_pid: intern(&conn, "_NET_WM_PID")?,
         net_wm_name: intern(&conn, "_NET_WM_NAME")?,
         utf8: intern(&conn, "UTF8_STRING")?,
@@ -194,7 +197,28 @@ pub async fn run(
     .map_err(xerr)?
     .check()
     .map_err(xerr)?;
-    tracing::info!(display = %dpy, xres = has_res, "x11 focus tracker connected");
+    // The keyboard group (the active layout) changes without any property change: follow it
+    // with XKB state events. A server without XKB just reports no group.
+    let has_xkb = xkb::use_extension(&conn, 1, 0)
+        .ok()
+        .and_then(|c| c.reply().ok())
+        .is_some_and(|r| r.supported);
+    if has_xkb {
+        let _ = xkb::select_events(
+            &conn,
+            xkb::ID::USE_CORE_KBD.into(),
+            // clear and select-all: none; the details select group changes of the state.
+            xkb::EventType::from(0u16),
+            xkb::EventType::from(0u16),
+            xkb::MapPart::from(0u16),
+            xkb::MapPart::from(0u16),
+            &xkb::SelectEventsAux::new().state_notify(xkb::SelectEventsAuxStateNotify {
+                affect_state: xkb::StatePart::GROUP_STATE,
+                state_details: xkb::StatePart::GROUP_STATE,
+            }),
+        );
+    }
+    tracing::info!(display = %dpy, xres = has_res, xkb = has_xkb, "x11 focus tracker connected");
 
     // SAFETY: the connection (and so its socket) outlives `afd`, which is dropped first at
     // the end of this function; the fd number does not change while it is open.
@@ -211,6 +235,7 @@ pub async fn run(
         titles: cfg.titles,
         current: None,
     };
+    tracker.report_keymap(tx).await?;
     tracker.report_active(tx).await?;
     let result = loop {
         // Drain everything already read (replies to our requests may have buffered events).
@@ -250,6 +275,10 @@ impl Tracker<'_> {
             Event::PropertyNotify(p) if p.window == self.root && p.atom == self.atoms.active => {
                 self.report_active(tx).await
             }
+            Event::PropertyNotify(p) if p.window == self.root && p.atom == self.atoms.xkb_rules => {
+                self.report_keymap(tx).await
+            }
+            Event::XkbStateNotify(_) => self.report_keymap(tx).await,
             Event::PropertyNotify(p)
                 if self.titles
                     && Some(p.window) == self.current
@@ -265,6 +294,31 @@ impl Tracker<'_> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The active layout: `_XKB_RULES_NAMES` (rules, model, layouts, variants, options) and
+    /// the XKB group that selects one of the comma-separated layouts.
+    async fn report_keymap(&mut self, tx: &ReportTx) -> Result<(), FocusError> {
+        let reply = self
+            .conn
+            .get_property(
+                false,
+                self.root,
+                self.atoms.xkb_rules,
+                AtomEnum::STRING,
+                0,
+                1024,
+            )
+            .map_err(xerr)?
+            .reply()
+            .map_err(xerr)?;
+        let group = xkb::get_state(self.conn, xkb::ID::USE_CORE_KBD.into())
+            .ok()
+            .and_then(|c| c.reply().ok())
+            .map(|s| u8::from(s.group) as usize)
+            .unwrap_or(0);
+        let keymap = active_layout(&reply.value, group);
+        send(tx, Report::Keymap(keymap)).await
     }
 
     async fn report_active(&mut self, tx: &ReportTx) -> Result<(), FocusError> {
@@ -309,10 +363,38 @@ impl Tracker<'_> {
             }
         }
         w.wm_class = self.wm_class(win)?;
+        w.rect = self.rect(win)?;
         if self.titles {
             w.title = self.title(win)?;
         }
         send(tx, Report::Window(w)).await
+    }
+
+    /// The window's rectangle on the root: its size from GetGeometry, its origin from
+    /// TranslateCoordinates (GetGeometry's x/y are relative to a reparenting WM's frame).
+    fn rect(&self, win: Window) -> Result<imprint_record::WindowRect, FocusError> {
+        let gone = imprint_record::WindowRect::default();
+        let geo = match self.conn.get_geometry(win).map_err(xerr)?.reply() {
+            Ok(g) => g,
+            Err(x11rb::errors::ReplyError::X11Error(_)) => return Ok(gone),
+            Err(e) => return Err(xerr(e)),
+        };
+        let at = match self
+            .conn
+            .translate_coordinates(win, self.root, 0, 0)
+            .map_err(xerr)?
+            .reply()
+        {
+            Ok(t) => t,
+            Err(x11rb::errors::ReplyError::X11Error(_)) => return Ok(gone),
+            Err(e) => return Err(xerr(e)),
+        };
+        Ok(imprint_record::WindowRect {
+            x: at.dst_x.into(),
+            y: at.dst_y.into(),
+            width: geo.width.into(),
+            height: geo.height.into(),
+        })
     }
 
     fn xres_pid(&self, win: Window) -> Result<Option<u32>, FocusError> {
@@ -399,9 +481,40 @@ pub fn display_socket(display: &str) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// The layout (with its variant, `de(nodeadkeys)`) that XKB group `group` selects from a
+/// `_XKB_RULES_NAMES` value; empty when the server does not say.
+pub fn active_layout(rules_names: &[u8], group: usize) -> String {
+    let fields: Vec<&str> = rules_names
+        .split(|b| *b == 0)
+        .map(|f| std::str::from_utf8(f).unwrap_or(""))
+        .collect();
+    let pick = |i: usize| -> &str {
+        fields
+            .get(i)
+            .and_then(|f| f.split(',').nth(group))
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    let (layout, variant) = (pick(2), pick(3));
+    match (layout, variant) {
+        ("", _) => String::new(),
+        (l, "") => l.to_owned(),
+        (l, v) => format!("{l}({v})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_active_layout_is_picked_by_group() {
+        let names = b"evdev\0pc105\0us,de\0,nodeadkeys\0grp:alt_shift_toggle\0";
+        assert_eq!(active_layout(names, 0), "us");
+        assert_eq!(active_layout(names, 1), "de(nodeadkeys)");
+        assert_eq!(active_layout(names, 2), "");
+        assert_eq!(active_layout(b"", 0), "");
+    }
 
     #[test]
     fn wm_class_parts() {

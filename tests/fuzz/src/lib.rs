@@ -309,6 +309,9 @@ struct Stream<'a> {
     /// Keyboard keys pressed out of scope and not yet released: their repeats and release
     /// are out of scope too, whatever has focus by then.
     down_off: std::collections::HashSet<(u32, u16)>,
+    /// Keyboard keys whose press was fed and that are still down: a release or repeat of a
+    /// key not down (its press was never seen) belongs to nothing and is not admitted.
+    down: std::collections::HashSet<(u32, u16)>,
     ins: BTreeMap<u64, In>,
     secret: bool,
 }
@@ -333,6 +336,19 @@ impl Stream<'_> {
         };
         let mut level = self.levels.get(&self.focus).copied().unwrap_or(Level::Off);
         if kind == EV_KEY && keys::is_keyboard_code(code) {
+            let seen = match value {
+                1 => {
+                    self.down.insert((device, code));
+                    true
+                }
+                0 => self.down.remove(&(device, code)),
+                2 => self.down.contains(&(device, code)),
+                // Not a key value the kernel sends: the filter decides it by focus alone.
+                _ => true,
+            };
+            if !seen {
+                level = Level::Off;
+            }
             if value == 1 {
                 // The last press decides (a second press without a release is not real
                 // input, but the decision must still be the newest one).
@@ -520,6 +536,7 @@ pub fn text_rebuild(data: &[u8]) -> Summary {
         focus: 1,
         levels: HashMap::new(),
         down_off: Default::default(),
+        down: Default::default(),
         ins: BTreeMap::new(),
         secret: false,
     };

@@ -201,6 +201,9 @@ impl Printer {
                 if f.secure_field {
                     o.insert("secure_field".into(), true.into());
                 }
+                if !f.keymap.is_empty() {
+                    o.insert("keymap".into(), f.keymap.into());
+                }
                 if !f.role.is_empty() {
                     o.insert("role".into(), f.role.into());
                 }
