@@ -121,6 +121,7 @@ pub struct Pipeline {
     socket: PathBuf,
     agent: Proc,
     helper: Option<Proc>,
+    collector: Option<Proc>,
 }
 
 /// What one run wrote.
@@ -182,6 +183,7 @@ fsync_interval_ms = 50
             config,
             agent,
             helper: None,
+            collector: None,
         }
     }
 
@@ -258,14 +260,34 @@ fsync_interval_ms = 50
     /// Starts the collector replaying `recording` at `speed` from the helper's first report,
     /// waits for it and the agent to finish, and dumps the spool.
     pub fn replay(mut self, recording: &Path, speed: &str) -> Outcome {
-        let imprint = imprint_bin();
-        let mut c = clean(imprint, &self.dir.path().join("home"));
+        self.start_collector(recording, speed);
+        self.finish()
+    }
+
+    /// Starts `imprint collector --replay RECORDING --speed SPEED --session-focus`: it serves
+    /// the session socket and replays once the helper's first report has arrived.
+    pub fn start_collector(&mut self, recording: &Path, speed: &str) {
+        let mut c = clean(imprint_bin(), &self.dir.path().join("home"));
         c.arg("--config")
             .arg(&self.config)
             .args(["collector", "--replay"])
             .arg(recording)
             .args(["--speed", speed, "--session-focus"]);
-        let mut collector = Proc::spawn(c, "imprint collector");
+        self.collector = Some(Proc::spawn(c, "imprint collector"));
+    }
+
+    /// The session socket exists (the collector serves it).
+    pub fn wait_for_socket(&self) {
+        wait_until("the session socket", T, || {
+            self.socket.exists().then_some(())
+        });
+    }
+
+    /// Waits for the collector to finish its replay and the agent to drain the ring; the
+    /// spool, dumped.
+    pub fn finish(mut self) -> Outcome {
+        let imprint = imprint_bin();
+        let mut collector = self.collector.take().expect("the collector was started");
         let done = collector.wait("the collector to finish the replay", T);
         let logs = |p: &Pipeline, collector: &Proc| {
             format!(

@@ -4,11 +4,8 @@
 //! retries at the next focus change (there is no timer), and its own filter drops what the
 //! policy does not admit either way.
 
-use imprint_record::wire::{encode_message, SessionMessage, Verdict};
-use nix::sys::socket::{
-    connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
-};
-use std::os::fd::{AsRawFd, OwnedFd};
+use imprint_record::wire::{self, SessionMessage, Verdict};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 /// Sends verdicts when they change.
@@ -38,7 +35,7 @@ impl VerdictSender {
             return;
         }
         if self.conn.is_none() {
-            match connect_to(&self.path) {
+            match wire::connect(&self.path) {
                 Ok(c) => self.conn = Some(c),
                 Err(e) => {
                     self.failed += 1;
@@ -47,14 +44,10 @@ impl VerdictSender {
                 }
             }
         }
-        let packet = encode_message(&SessionMessage::Verdict(v));
-        let sent = self.conn.as_ref().map(|c| {
-            send(
-                c.as_raw_fd(),
-                &packet,
-                MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
-            )
-        });
+        let sent = self
+            .conn
+            .as_ref()
+            .map(|c| wire::send(c, &SessionMessage::Verdict(v)));
         match sent {
             Some(Ok(_)) => {
                 self.sent += 1;
@@ -67,15 +60,4 @@ impl VerdictSender {
             }
         }
     }
-}
-
-fn connect_to(path: &std::path::Path) -> std::io::Result<OwnedFd> {
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-    Ok(fd)
 }

@@ -59,6 +59,33 @@ pub enum SessionMessage {
     Verdict(Verdict),
 }
 
+/// Connects to the session socket at `path` (one SOCK_SEQPACKET connection per sender).
+pub fn connect(path: &std::path::Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    socket::connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(fd)
+}
+
+/// Sends `msg` as one packet on `fd` without blocking and without SIGPIPE.
+pub fn send(fd: &std::os::fd::OwnedFd, msg: &SessionMessage) -> std::io::Result<()> {
+    use nix::sys::socket::MsgFlags;
+    use std::os::fd::AsRawFd;
+    let packet = encode_message(msg);
+    nix::sys::socket::send(
+        fd.as_raw_fd(),
+        &packet,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+    )?;
+    Ok(())
+}
+
 fn options() -> ReaderOptions {
     *ReaderOptions::new()
         .traversal_limit_in_words(Some(MAX_MESSAGE_BYTES / 8))

@@ -103,25 +103,34 @@ async fn run(cfg: FocusConfig, socket: PathBuf) {
             }
         }
     });
+    let mut watchers = reporter::Watchers::default();
     if cfg.tracker == TrackerKind::X11 {
+        watchers.locks.push("x11");
         tokio::spawn(watch_lock_x11(cfg.clone(), tx.clone()));
     }
     if let Ok(id) = std::env::var("XDG_SESSION_ID") {
+        watchers.locks.push("logind");
         tokio::spawn(watch_lock_logind(id, tx.clone()));
     }
     if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() {
+        watchers.accessible = true;
         tokio::spawn(watch_accessible(tx.clone()));
     }
     drop(tx);
     tokio::select! {
-        () = reporter::run(socket, rx) => {}
+        () = reporter::run(socket, watchers, rx) => {}
         () = shutdown() => tracing::info!("imprint-session stopping"),
     }
 }
 
-/// Restarts `watch` after it fails, with a capped backoff.
-async fn retry<F, Fut, E>(what: &'static str, mut watch: F)
-where
+/// Restarts `watch` after it fails, with a capped backoff; each failure first sends
+/// `unavailable`, so a watcher that cannot run does not hold its verdict undecided forever.
+async fn retry<F, Fut, E>(
+    what: &'static str,
+    tx: &mpsc::Sender<Update>,
+    unavailable: impl Fn() -> Update,
+    mut watch: F,
+) where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
@@ -131,7 +140,10 @@ where
         match watch().await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(watcher = what, error = %e, retry_ms = backoff.as_millis() as u64, "watcher stopped")
+                tracing::warn!(watcher = what, error = %e, retry_ms = backoff.as_millis() as u64, "watcher stopped");
+                if tx.send(unavailable()).await.is_err() {
+                    return;
+                }
             }
         }
         tokio::time::sleep(backoff).await;
@@ -144,46 +156,58 @@ async fn watch_lock_x11(cfg: FocusConfig, tx: mpsc::Sender<Update>) {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    retry("x11 lock", || {
-        let (ltx, lrx) = mpsc::channel(8);
-        let w = imprint_session::lock::watch_x11(
-            cfg.x11_display.clone(),
-            cfg.x11_xauthority.clone(),
-            lockers.clone(),
-            ltx,
-        );
-        let fwd = forward_lock(lrx, tx.clone());
-        async move {
-            tokio::select! {
-                r = w => r,
-                () = fwd => Ok(()),
+    retry(
+        "x11 lock",
+        &tx,
+        || Update::LockUnavailable { source: "x11" },
+        || {
+            let (ltx, lrx) = mpsc::channel(8);
+            let w = imprint_session::lock::watch_x11(
+                cfg.x11_display.clone(),
+                cfg.x11_xauthority.clone(),
+                lockers.clone(),
+                ltx,
+            );
+            let fwd = forward_lock("x11", lrx, tx.clone());
+            async move {
+                tokio::select! {
+                    r = w => r,
+                    () = fwd => Ok(()),
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 
 async fn watch_lock_logind(id: String, tx: mpsc::Sender<Update>) {
-    retry("logind lock", || {
-        let (ltx, lrx) = mpsc::channel(8);
-        let w = imprint_session::lock::watch_logind(id.clone(), ltx);
-        let fwd = forward_lock(lrx, tx.clone());
-        async move {
-            tokio::select! {
-                r = w => r,
-                () = fwd => Ok(()),
+    retry(
+        "logind lock",
+        &tx,
+        || Update::LockUnavailable { source: "logind" },
+        || {
+            let (ltx, lrx) = mpsc::channel(8);
+            let w = imprint_session::lock::watch_logind(id.clone(), ltx);
+            let fwd = forward_lock("logind", lrx, tx.clone());
+            async move {
+                tokio::select! {
+                    r = w => r,
+                    () = fwd => Ok(()),
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 
 async fn forward_lock(
+    source: &'static str,
     mut rx: mpsc::Receiver<imprint_session::lock::LockState>,
     tx: mpsc::Sender<Update>,
 ) {
     while let Some(s) = rx.recv().await {
         let u = Update::Lock {
+            source,
             locked: s.locked,
             by: s.by,
         };
@@ -194,28 +218,33 @@ async fn forward_lock(
 }
 
 async fn watch_accessible(tx: mpsc::Sender<Update>) {
-    retry("at-spi", || {
-        let (atx, mut arx) = mpsc::channel(8);
-        let w = imprint_session::atspi::watch(None, atx);
-        let tx = tx.clone();
-        let fwd = async move {
-            while let Some(a) = arx.recv().await {
-                let u = Update::Accessible {
-                    password: a.password,
-                    role: a.role_name,
-                };
-                if tx.send(u).await.is_err() {
-                    return;
+    retry(
+        "at-spi",
+        &tx,
+        || Update::AccessibleUnavailable,
+        || {
+            let (atx, mut arx) = mpsc::channel(8);
+            let w = imprint_session::atspi::watch(None, atx);
+            let tx = tx.clone();
+            let fwd = async move {
+                while let Some(a) = arx.recv().await {
+                    let u = Update::Accessible {
+                        password: a.password,
+                        role: a.role_name,
+                    };
+                    if tx.send(u).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            async move {
+                tokio::select! {
+                    r = w => r,
+                    () = fwd => Ok(()),
                 }
             }
-        };
-        async move {
-            tokio::select! {
-                r = w => r,
-                () = fwd => Ok(()),
-            }
-        }
-    })
+        },
+    )
     .await
 }
 

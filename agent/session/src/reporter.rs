@@ -2,14 +2,17 @@
 //! AT-SPI say into one focus report, and sends it to the collector whenever it changes. A
 //! collector that is not there (yet, or restarting) is retried with backoff, and the current
 //! report is sent again on every new connection.
+//!
+//! Fail closed: a watcher that was started but has not answered yet is *undecided*, and an
+//! undecided lock watcher reports the session locked, an undecided AT-SPI watcher a password
+//! field, so nothing typed before they have looked is taken for ordinary input. A watcher
+//! that cannot run at all (no logind, no accessibility bus) has decided: it sees nothing.
 
-use imprint_record::wire::{encode_message, SessionMessage};
+use imprint_record::wire::{self, SessionMessage};
 use imprint_record::FocusInfo;
-use nix::sys::socket::{
-    connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
-};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -17,34 +20,84 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub enum Update {
     Focus(Box<FocusInfo>),
-    Lock { locked: bool, by: String },
-    Accessible { password: bool, role: String },
+    /// Lock watcher `source` (`x11`, `logind`) says the session is (un)locked.
+    Lock {
+        source: &'static str,
+        locked: bool,
+        by: String,
+    },
+    /// Lock watcher `source` cannot run here: it sees no lock.
+    LockUnavailable {
+        source: &'static str,
+    },
+    Accessible {
+        password: bool,
+        role: String,
+    },
+    /// The AT-SPI watcher cannot run here: it sees no password field.
+    AccessibleUnavailable,
+}
+
+/// Which watchers the helper started (and so must hear from before it trusts their silence).
+#[derive(Clone, Debug, Default)]
+pub struct Watchers {
+    pub locks: Vec<&'static str>,
+    pub accessible: bool,
 }
 
 /// What the helper currently reports.
-#[derive(Default)]
 struct Merged {
     focus: Option<FocusInfo>,
-    locked: bool,
-    locked_by: String,
-    password: bool,
-    role: String,
+    /// Per lock source: `None` while undecided, then (locked, by).
+    locks: BTreeMap<&'static str, Option<(bool, String)>>,
+    /// `None` while undecided (when the watcher runs), then (password field, role).
+    accessible: Option<(bool, String)>,
 }
 
 impl Merged {
+    fn new(w: &Watchers) -> Merged {
+        Merged {
+            focus: None,
+            locks: w.locks.iter().map(|s| (*s, None)).collect(),
+            accessible: (!w.accessible).then(|| (false, String::new())),
+        }
+    }
+
     fn report(&self) -> Option<FocusInfo> {
         let mut f = self.focus.clone()?;
-        f.locked = self.locked;
-        f.locked_by = self.locked_by.clone();
-        f.secure_field = self.password;
-        f.role = self.role.clone();
+        for (source, state) in &self.locks {
+            match state {
+                None => {
+                    f.locked = true;
+                    f.locked_by = format!("{source}:undecided");
+                }
+                Some((true, by)) => {
+                    f.locked = true;
+                    f.locked_by = by.clone();
+                }
+                Some((false, _)) => {}
+            }
+            if f.locked {
+                break;
+            }
+        }
+        match &self.accessible {
+            None => {
+                f.secure_field = true;
+                f.role = "undecided".into();
+            }
+            Some((password, role)) => {
+                f.secure_field = *password;
+                f.role = role.clone();
+            }
+        }
         Some(f)
     }
 }
 
 /// Sends merged reports to the collector at `socket` until `rx` closes.
-pub async fn run(socket: PathBuf, mut rx: mpsc::Receiver<Update>) {
-    let mut merged = Merged::default();
+pub async fn run(socket: PathBuf, watchers: Watchers, mut rx: mpsc::Receiver<Update>) {
+    let mut merged = Merged::new(&watchers);
     let mut conn: Option<OwnedFd> = None;
     let mut backoff = Duration::from_millis(100);
     let mut retry_at: Option<tokio::time::Instant> = None;
@@ -56,13 +109,17 @@ pub async fn run(socket: PathBuf, mut rx: mpsc::Receiver<Update>) {
                 let Some(u) = u else { return };
                 match u {
                     Update::Focus(f) => merged.focus = Some(*f),
-                    Update::Lock { locked, by } => {
-                        merged.locked = locked;
-                        merged.locked_by = by;
+                    Update::Lock { source, locked, by } => {
+                        merged.locks.insert(source, Some((locked, by)));
+                    }
+                    Update::LockUnavailable { source } => {
+                        merged.locks.insert(source, Some((false, String::new())));
                     }
                     Update::Accessible { password, role } => {
-                        merged.password = password;
-                        merged.role = role;
+                        merged.accessible = Some((password, role));
+                    }
+                    Update::AccessibleUnavailable => {
+                        merged.accessible = Some((false, String::new()));
                     }
                 }
             }
@@ -74,7 +131,7 @@ pub async fn run(socket: PathBuf, mut rx: mpsc::Receiver<Update>) {
             continue;
         };
         if conn.is_none() && retry_at.is_none() {
-            match connect_to(&socket) {
+            match wire::connect(&socket) {
                 Ok(c) => {
                     tracing::info!(socket = %socket.display(), "connected to the collector");
                     backoff = Duration::from_millis(100);
@@ -89,8 +146,7 @@ pub async fn run(socket: PathBuf, mut rx: mpsc::Receiver<Update>) {
             }
         }
         if let Some(c) = &conn {
-            let packet = encode_message(&SessionMessage::Focus(Box::new(report)));
-            if let Err(e) = send(c.as_raw_fd(), &packet, MsgFlags::MSG_NOSIGNAL) {
+            if let Err(e) = wire::send(c, &SessionMessage::Focus(Box::new(report))) {
                 tracing::warn!(error = %e, "collector connection lost; reconnecting");
                 conn = None;
                 retry_at = Some(tokio::time::Instant::now() + backoff);
@@ -99,13 +155,78 @@ pub async fn run(socket: PathBuf, mut rx: mpsc::Receiver<Update>) {
     }
 }
 
-fn connect_to(path: &Path) -> std::io::Result<OwnedFd> {
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-    Ok(fd)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn focus() -> Update {
+        Update::Focus(Box::new(FocusInfo {
+            pid: 7,
+            ..FocusInfo::default()
+        }))
+    }
+
+    fn apply(m: &mut Merged, u: Update) {
+        match u {
+            Update::Focus(f) => m.focus = Some(*f),
+            Update::Lock { source, locked, by } => {
+                m.locks.insert(source, Some((locked, by)));
+            }
+            Update::LockUnavailable { source } => {
+                m.locks.insert(source, Some((false, String::new())));
+            }
+            Update::Accessible { password, role } => m.accessible = Some((password, role)),
+            Update::AccessibleUnavailable => m.accessible = Some((false, String::new())),
+        }
+    }
+
+    #[test]
+    fn undecided_watchers_fail_closed_and_any_lock_source_locks() {
+        let w = Watchers {
+            locks: vec!["x11", "logind"],
+            accessible: true,
+        };
+        let mut m = Merged::new(&w);
+        assert!(m.report().is_none(), "nothing to say before a focus");
+        apply(&mut m, focus());
+        let r = m.report().expect("report");
+        assert!(r.locked && r.secure_field, "undecided: capped {r:?}");
+        apply(
+            &mut m,
+            Update::Lock {
+                source: "x11",
+                locked: false,
+                by: "x11".into(),
+            },
+        );
+        apply(&mut m, Update::LockUnavailable { source: "logind" });
+        apply(
+            &mut m,
+            Update::Accessible {
+                password: false,
+                role: "text".into(),
+            },
+        );
+        let r = m.report().expect("report");
+        assert!(
+            !r.locked && !r.secure_field,
+            "all decided, nothing secure: {r:?}"
+        );
+        // One source saying locked is enough, whatever the other says.
+        apply(
+            &mut m,
+            Update::Lock {
+                source: "logind",
+                locked: true,
+                by: "logind".into(),
+            },
+        );
+        let r = m.report().expect("report");
+        assert_eq!((r.locked, r.locked_by.as_str()), (true, "logind"));
+        // Without watchers there is nothing to wait for.
+        let mut none = Merged::new(&Watchers::default());
+        apply(&mut none, focus());
+        let r = none.report().expect("report");
+        assert!(!r.locked && !r.secure_field);
+    }
 }
