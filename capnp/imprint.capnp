@@ -175,6 +175,7 @@ struct SessionMessage {
   union {
     focus @0 :Focus;       # imprint-session -> collector: what has focus in the sender's session
     verdict @1 :Verdict;   # imprint-agent -> collector: what policy admits for a focus
+    refresh @2 :Void;      # anyone -> collector: publish the BPF programs' counters now
   }
 }
 

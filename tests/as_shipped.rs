@@ -26,6 +26,8 @@ use std::time::Duration;
 const COLLECTOR_UID: u32 = 61001;
 const AGENT_UID: u32 = 61002;
 const USER_UID: u32 = 61003;
+/// Another local user, whose session is not the seat's active one.
+const OTHER_UID: u32 = 61004;
 /// The group the ring and the agent's cursor are shared through (`imprint` in the packages).
 const SHARED_GID: u32 = 61010;
 const T: Duration = Duration::from_secs(30);
@@ -245,6 +247,32 @@ level = "full"
         cap_eff(collector.0.id()),
         COLLECTOR_CAPS,
         "the collector's effective capabilities are exactly CAP_BPF + CAP_PERFMON"
+    );
+    // Another user's helper reports first: it does not own the active session, so its report
+    // is refused and counted, and the replay keeps waiting for the real one.
+    let other_home = mkdir(&tmp.path().join("other"), OTHER_UID, OTHER_UID, 0o700);
+    let _other = Kill(
+        setpriv(OTHER_UID, OTHER_UID, "")
+            .env("DISPLAY", &display)
+            .env("HOME", &other_home)
+            .arg(&helper)
+            .args(["--config", cfg, "--tracker", "x11", "--socket"])
+            .arg(&socket)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("imprint-session"),
+    );
+    wait_until("the other user's report to be refused", T, || {
+        let out = Command::new(imprint)
+            .args(["--config", cfg, "status", "--json"])
+            .output()
+            .ok()?;
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v.pointer("/ring/reports_refused")?.as_u64()? >= 1).then_some(())
+    });
+    assert!(
+        collector.0.try_wait().expect("wait").is_none(),
+        "a refused report does not start the replay"
     );
     let mut helper = Kill(
         setpriv(USER_UID, USER_UID, "")

@@ -67,6 +67,19 @@ pub struct CaptureView {
     pub helpers: u32,
     /// The in-kernel gate is closed because the focused application is out of scope.
     pub scope_closed: bool,
+    /// Focus reports refused: the peer did not own the seat's active session (or was not the
+    /// agent, for a verdict).
+    #[serde(default)]
+    pub reports_refused: u64,
+    /// Session-socket packets that did not decode.
+    #[serde(default)]
+    pub reports_malformed: u64,
+    /// Helpers that went away while their session had focus.
+    #[serde(default)]
+    pub helpers_lost: u64,
+    /// Events the collector dropped for an out-of-scope focus (evdev, or in flight).
+    #[serde(default)]
+    pub scope_dropped: u64,
     pub capacity: u64,
     pub pending_bytes: u64,
     pub events_evdev: u64,
@@ -122,6 +135,10 @@ impl CaptureView {
             epoch: r.epoch,
             helpers: r.helpers,
             scope_closed: r.scope_closed,
+            reports_refused: r.reports_refused,
+            reports_malformed: r.reports_malformed,
+            helpers_lost: r.helpers_lost,
+            scope_dropped: r.scope_dropped,
             capacity: r.capacity,
             pending_bytes: r.pending_bytes,
             events_evdev: r.events_evdev,

@@ -405,6 +405,10 @@ impl Collector {
             SessionEvent::Malformed => {
                 c.reports_malformed.fetch_add(1, Ordering::Relaxed);
             }
+            SessionEvent::Refresh => {
+                // The eBPF task publishes its counters whenever the scope is (re)sent.
+                self.scope_tx.send_replace(self.scope);
+            }
         }
     }
 

@@ -40,6 +40,8 @@ pub enum SessionEvent {
     VerdictRefused { uid: u32 },
     /// A packet that was too long or did not decode.
     Malformed,
+    /// Someone (`imprint status`) asks for fresh BPF counters.
+    Refresh,
 }
 
 /// Who may report focus: the owner of the seat's active session.
@@ -222,6 +224,7 @@ async fn connection(
                 }
                 Ok(SessionMessage::Verdict(v)) if is_agent => SessionEvent::Verdict(v),
                 Ok(SessionMessage::Verdict(_)) => SessionEvent::VerdictRefused { uid },
+                Ok(SessionMessage::Refresh) => SessionEvent::Refresh,
                 Ok(SessionMessage::Focus(mut f)) => match authority.active_for(uid) {
                     Some(active) => {
                         if !helper {
@@ -250,4 +253,45 @@ async fn connection(
         let _ = tx.send(SessionEvent::HelperDown { conn, uid }).await;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Trust follows logind's state files: only the owner of the seat's active session.
+    #[test]
+    fn only_the_active_sessions_owner_may_report() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let seats = dir.path().join("seats");
+        let sessions = dir.path().join("sessions");
+        std::fs::create_dir_all(&seats).expect("mkdir");
+        std::fs::create_dir_all(&sessions).expect("mkdir");
+        let auth = SessionAuthority::Logind {
+            seats_dir: seats.clone(),
+            sessions_dir: sessions.clone(),
+            seat: "seat0".into(),
+        };
+        // No logind state at all: nobody is trusted.
+        assert!(auth.active_for(1000).is_none());
+        std::fs::write(seats.join("seat0"), "ACTIVE=c7\nSESSIONS=c7 c9\n").expect("seat");
+        std::fs::write(
+            sessions.join("c7"),
+            "UID=1000\nUSER=ada\nSEAT=seat0\nACTIVE=1\n",
+        )
+        .expect("session");
+        std::fs::write(sessions.join("c9"), "UID=1001\nUSER=bob\nSEAT=seat0\n").expect("session");
+        let a = auth.active_for(1000).expect("the active session's owner");
+        assert_eq!((a.id.as_str(), a.seat.as_str()), ("c7", "seat0"));
+        assert!(
+            auth.active_for(1001).is_none(),
+            "a background session's owner"
+        );
+        // A switch of user is followed at the next report.
+        std::fs::write(seats.join("seat0"), "ACTIVE=c9\n").expect("seat");
+        assert!(auth.active_for(1000).is_none());
+        assert!(auth.active_for(1001).is_some());
+        assert!(SessionAuthority::Uid(5).active_for(5).is_some());
+        assert!(SessionAuthority::Uid(5).active_for(6).is_none());
+    }
 }

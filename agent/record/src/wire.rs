@@ -57,6 +57,9 @@ pub struct Verdict {
 pub enum SessionMessage {
     Focus(Box<FocusInfo>),
     Verdict(Verdict),
+    /// Asks the collector to publish the BPF programs' counters into the ring header now
+    /// (they are otherwise refreshed only when events flow). From any local user.
+    Refresh,
 }
 
 /// Connects to the session socket at `path` (one SOCK_SEQPACKET connection per sender).
@@ -95,7 +98,7 @@ fn options() -> ReaderOptions {
 /// Encodes `msg` as one packet.
 pub fn encode_message(msg: &SessionMessage) -> Vec<u8> {
     let mut builder = Builder::new_default();
-    let root = builder.init_root::<schema::session_message::Builder>();
+    let mut root = builder.init_root::<schema::session_message::Builder>();
     match msg {
         SessionMessage::Focus(f) => fill_focus(root.init_focus(), f),
         SessionMessage::Verdict(v) => {
@@ -104,6 +107,7 @@ pub fn encode_message(msg: &SessionMessage) -> Vec<u8> {
             b.set_ring_epoch(v.ring_epoch);
             b.set_classes(v.classes);
         }
+        SessionMessage::Refresh => root.set_refresh(()),
     }
     let mut out = Vec::with_capacity(256);
     // Writing into a Vec cannot fail.
@@ -138,6 +142,7 @@ pub fn decode_message(mut packet: &[u8]) -> Result<SessionMessage, DecodeError> 
                 classes: v.get_classes(),
             })
         }
+        schema::session_message::Which::Refresh(()) => SessionMessage::Refresh,
     })
 }
 
@@ -168,7 +173,7 @@ mod tests {
             ring_epoch: 3,
             classes: class::POINTER,
         });
-        for m in [focus, verdict] {
+        for m in [focus, verdict, SessionMessage::Refresh] {
             assert_eq!(decode_message(&encode_message(&m)).expect("decodes"), m);
         }
     }
@@ -239,5 +244,10 @@ mod seeds {
         });
         std::fs::write(format!("{dir}/seed-focus"), encode_message(&focus)).expect("write");
         std::fs::write(format!("{dir}/seed-verdict"), encode_message(&verdict)).expect("write");
+        std::fs::write(
+            format!("{dir}/seed-refresh"),
+            encode_message(&SessionMessage::Refresh),
+        )
+        .expect("write");
     }
 }

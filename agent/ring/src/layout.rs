@@ -93,6 +93,8 @@ pub struct SourceStatus {
     pub bpf_ringbuf_bytes: AtomicU64,
     /// Times the collector woke to drain the BPF ring buffer.
     pub bpf_wakeups: AtomicU64,
+    /// Counter snapshots published (so a reader asking for one can tell it has arrived).
+    pub bpf_refreshes: AtomicU64,
     /// Bytes used in `reason`.
     pub reason_len: AtomicU32,
     pub _pad: [u8; 4],

@@ -101,7 +101,9 @@ pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Res
     let agent = AgentStats::read(&paths.status);
     let ring_ok = ring.as_ref().ok();
     let agent_ok = agent.as_ref().ok();
-    let ebpf = ring_ok.and_then(|_| peek_ebpf(&paths.ring).ok());
+    let ebpf = ring_ok
+        .and_then(|_| peek_ebpf(&paths.ring).ok())
+        .map(|e| fresh_ebpf(&paths.ring, &paths.session, e));
     let pstatus = read_policy_status(&policy_status_path(&paths.status));
     if prom {
         let bpf_lost = ebpf
@@ -312,6 +314,15 @@ fn print_ring_counters(r: &CaptureView) {
         "collector drops: ring_full={} evdev_syn_dropped={} (gap records written: {})",
         r.frames_dropped, r.evdev_dropped, r.gaps_written
     );
+    println!(
+        "sessions:  {} helpers connected, {} lost; reports refused={} malformed={}; scope gate {} ({} events kept out)",
+        r.helpers,
+        r.helpers_lost,
+        r.reports_refused,
+        r.reports_malformed,
+        if r.scope_closed { "closed" } else { "open" },
+        r.scope_dropped
+    );
 }
 
 fn print_ebpf(e: &EbpfStatus) {
@@ -416,6 +427,12 @@ fn print_policy(p: &PolicyStatus) {
             redacted.join(" ")
         }
     );
+    if f.no_helper_dropped > 0 || f.tty_unknown_keys > 0 {
+        println!(
+            "fail closed: {} events not written (no session helper reported focus), {} key presses capped (terminal state unreadable)",
+            f.no_helper_dropped, f.tty_unknown_keys
+        );
+    }
     if !f.keymap.is_empty() {
         println!(
             "keymap:    {}{}",
@@ -512,4 +529,28 @@ fn policy_prometheus(p: &PolicyStatus) -> String {
         out.one(name, "counter", help, v);
     }
     out.finish()
+}
+
+/// The BPF programs' counters reach the ring header only when events flow (or capture
+/// changes), so a closed gate would show stale ones: ask the collector for a snapshot on its
+/// session socket and wait briefly for it. Without an answer the last snapshot is shown.
+fn fresh_ebpf(ring: &Path, session: &Path, e: EbpfStatus) -> EbpfStatus {
+    if !e.live {
+        return e;
+    }
+    let Ok(conn) = imprint_record::wire::connect(session) else {
+        return e;
+    };
+    if imprint_record::wire::send(&conn, &imprint_record::wire::SessionMessage::Refresh).is_err() {
+        return e;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    while std::time::Instant::now() < deadline {
+        match peek_ebpf(ring) {
+            Ok(now) if now.refreshes != e.refreshes => return now,
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(_) => break,
+        }
+    }
+    e
 }

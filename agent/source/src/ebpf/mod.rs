@@ -450,6 +450,8 @@ impl StatusView {
 pub struct EbpfStatus {
     /// eBPF is the live source.
     pub live: bool,
+    /// Counter snapshots published so far.
+    pub refreshes: u64,
     /// The binary carries the eBPF programs.
     pub built_in: bool,
     pub paused: bool,
@@ -483,6 +485,7 @@ pub fn peek_status(ring_path: &Path) -> std::io::Result<EbpfStatus> {
     let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     Ok(EbpfStatus {
         live: layout::source_name(h.counters.source.load(Ordering::Relaxed)) == "ebpf",
+        refreshes: s.bpf_refreshes.load(Ordering::Acquire),
         built_in: built_in(),
         paused: s.paused.load(Ordering::Relaxed) != 0,
         fallback: fallback.map(Fallback::as_str),
@@ -830,6 +833,7 @@ impl Reader {
             v.status()
                 .bpf_wakeups
                 .store(self.wakeups, Ordering::Relaxed);
+            v.status().bpf_refreshes.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -979,6 +983,9 @@ async fn run(
                     if paused { "closed" } else { "open" });
             }
             classes = scope_change(&mut scope) => {
+                // Counters first, as for a pause: a closed gate drains nothing, so this is
+                // when what it kept out becomes visible (and what `Refresh` asks for).
+                r.refresh();
                 if let Err(e) = r.progs.set_scope(classes) {
                     tracing::error!(error = %e, "cannot update the in-kernel gate");
                 }
