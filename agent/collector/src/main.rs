@@ -168,7 +168,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_ansi(false)
-        .with_writer(std::io::stderr)
+        .with_writer(|| imprint_fsutil::LogStderr)
         .with_target(false)
         .try_init();
 }

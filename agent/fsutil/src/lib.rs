@@ -68,3 +68,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 pub fn is_out_of_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
+
+/// Standard error for logs, where a failed write is dropped: a log reader that went away (a
+/// closed pipe, a full journal) must never stop a daemon. tracing-subscriber reports a
+/// failed write with `eprintln!`, which panics on a closed stderr, so failures stop here.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogStderr;
+
+impl io::Write for LogStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let _ = io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let _ = io::stderr().flush();
+        Ok(())
+    }
+}

@@ -270,7 +270,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_writer(std::io::stderr)
+        .with_writer(|| imprint_fsutil::LogStderr)
         .with_target(false)
         .try_init();
 }

@@ -123,6 +123,20 @@ impl Locations {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging();
+    if matches!(
+        cli.command,
+        Command::Dump | Command::Verify | Command::Status { .. } | Command::Policy(_)
+    ) {
+        // Commands that print for a reader (`imprint dump | head`): a reader that has gone
+        // ends them quietly, as it ends any Unix filter. The daemons keep ignoring SIGPIPE.
+        // SAFETY: setting a signal's disposition to the default has no preconditions.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+    }
     let loc = cli.loc;
     let result = match cli.command {
         Command::Run { replay, speed } => daemons::run(&loc, replay.as_deref(), speed),
@@ -169,7 +183,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr)
+        .with_writer(|| imprint_fsutil::LogStderr)
         .with_target(false)
         .try_init();
 }
