@@ -27,7 +27,7 @@ use imprint_record::{
     Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, Record, Redaction, Stage, NO_DEVICE,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -166,8 +166,9 @@ pub struct Filter {
     pending_scan: HashMap<u32, u64>,
     /// (device, code) → what the last press of that key typed.
     key_owner: HashMap<(u32, u16), Owner>,
-    /// Keyboard keys whose press this filter has seen and that are still down.
-    seen_down: HashSet<(u32, u16)>,
+    /// Keyboard keys whose press this filter has seen and that are still down: the level
+    /// and focus their press was decided with.
+    seen_down: HashMap<(u32, u16), (Level, u64)>,
     groups: HashMap<u64, Group>,
     next_group: u64,
     open: Option<OpenRedaction>,
@@ -203,7 +204,7 @@ impl Filter {
             frame_admitted: HashMap::new(),
             pending_scan: HashMap::new(),
             key_owner: HashMap::new(),
-            seen_down: HashSet::new(),
+            seen_down: HashMap::new(),
             groups: HashMap::new(),
             next_group: 1,
             open: None,
@@ -535,25 +536,36 @@ impl Filter {
                 _ => {}
             }
         }
-        if d.rule == NO_HELPER_RULE && e.kind != EV_SYN {
-            self.stats.no_helper_dropped += 1;
-        }
-        // A release or repeat whose press this filter never saw (kept in the kernel by the
-        // scope gate while another context had focus, or typed before the agent started)
-        // belongs to no admitted press: it is not written.
+        // A key's release and repeats belong to its press: they take the press's level and
+        // context, whatever has focus when they come (Ctrl pressed in an editor and released
+        // in an out-of-scope shell is released in the editor). One whose press this filter
+        // never saw (kept in the kernel by the scope gate while another context had focus,
+        // or typed before the agent started) belongs to nothing and is not written.
         if is_kbd_key {
             let key = (e.device, e.code);
-            match e.value {
+            let press = match e.value {
                 1 => {
                     if self.seen_down.len() >= 256 {
                         self.seen_down.clear(); // releases lost to a SYN_DROPPED
                     }
-                    self.seen_down.insert(key);
+                    self.seen_down.insert(key, (level, e.focus));
+                    None
                 }
-                0 if !self.seen_down.remove(&key) => level = Level::Off,
-                2 if !self.seen_down.contains(&key) => level = Level::Off,
-                _ => {}
+                0 => Some(self.seen_down.remove(&key)),
+                2 => Some(self.seen_down.get(&key).copied()),
+                _ => None,
+            };
+            match press {
+                Some(Some((l, focus))) => {
+                    level = l;
+                    e.focus = focus;
+                }
+                Some(None) => level = Level::Off,
+                None => {}
             }
+        }
+        if level == Level::Off && d.rule == NO_HELPER_RULE && e.kind != EV_SYN {
+            self.stats.no_helper_dropped += 1;
         }
         // A key's release and repeats follow the level of its press.
         if is_kbd_key && e.value != 1 {

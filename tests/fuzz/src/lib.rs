@@ -306,12 +306,9 @@ struct Stream<'a> {
     t: u64,
     focus: u64,
     levels: HashMap<u64, Level>,
-    /// Keyboard keys pressed out of scope and not yet released: their repeats and release
-    /// are out of scope too, whatever has focus by then.
-    down_off: std::collections::HashSet<(u32, u16)>,
-    /// Keyboard keys whose press was fed and that are still down: a release or repeat of a
-    /// key not down (its press was never seen) belongs to nothing and is not admitted.
-    down: std::collections::HashSet<(u32, u16)>,
+    /// Keyboard keys whose press was fed and that are still down, with the level and focus
+    /// of their press.
+    down: HashMap<(u32, u16), (Level, u64)>,
     ins: BTreeMap<u64, In>,
     secret: bool,
 }
@@ -335,39 +332,35 @@ impl Stream<'_> {
             focus: self.focus,
         };
         let mut level = self.levels.get(&self.focus).copied().unwrap_or(Level::Off);
+        // What the filter writes: a release or repeat takes its press's level and context
+        // (the newest press, if a key is pressed twice); one whose press was never fed
+        // belongs to nothing.
+        let mut written = e;
         if kind == EV_KEY && keys::is_keyboard_code(code) {
-            let seen = match value {
+            let key = (device, code);
+            let press = match value {
                 1 => {
-                    self.down.insert((device, code));
-                    true
+                    self.down.insert(key, (level, self.focus));
+                    None
                 }
-                0 => self.down.remove(&(device, code)),
-                2 => self.down.contains(&(device, code)),
+                0 => Some(self.down.remove(&key)),
+                2 => Some(self.down.get(&key).copied()),
                 // Not a key value the kernel sends: the filter decides it by focus alone.
-                _ => true,
+                _ => None,
             };
-            if !seen {
-                level = Level::Off;
-            }
-            if value == 1 {
-                // The last press decides (a second press without a release is not real
-                // input, but the decision must still be the newest one).
-                if level == Level::Off {
-                    self.down_off.insert((device, code));
-                } else {
-                    self.down_off.remove(&(device, code));
+            match press {
+                Some(Some((l, focus))) => {
+                    level = l;
+                    written.focus = focus;
                 }
-            } else if value != 1 && self.down_off.contains(&(device, code)) {
-                level = Level::Off;
-                if value == 0 {
-                    self.down_off.remove(&(device, code));
-                }
+                Some(None) => level = Level::Off,
+                None => {}
             }
         }
         self.ins.insert(
             self.t,
             In {
-                e,
+                e: written,
                 level,
                 secret: self.secret,
             },
@@ -535,7 +528,6 @@ pub fn text_rebuild(data: &[u8]) -> Summary {
         t: 1_000_000_000,
         focus: 1,
         levels: HashMap::new(),
-        down_off: Default::default(),
         down: Default::default(),
         ins: BTreeMap::new(),
         secret: false,
