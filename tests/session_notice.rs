@@ -34,13 +34,16 @@ const POLL: Duration = Duration::from_millis(50);
 /// Plain text, so dunst's copy of the body is the text itself (the helper escapes markup).
 const TEXT: &str = "Keyboard and pointer input on this machine is recorded for the audit team.";
 
-/// A child killed, with its process group, on drop.
+/// A child killed, with its process group, on drop (unless it was already reaped, so a
+/// reused id is never signalled).
 struct Group(Child);
 impl Drop for Group {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.0.kill();
+        if let Ok(None) = self.0.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
@@ -328,7 +331,6 @@ impl Desktop {
 }
 
 #[derive(Debug)]
-#[allow(dead_code)] // read through Debug in failure messages
 struct Note {
     id: u64,
     appname: String,
@@ -348,11 +350,12 @@ impl Session {
 
     /// Waits for a log line containing `needle` (failing if the helper exits first).
     fn wait_line(&mut self, needle: &str) -> String {
+        let path = self.stderr.clone();
         wait_for(
             || {
                 format!(
                     "imprint-session never logged {needle:?}; its stderr:\n{}",
-                    self.log()
+                    std::fs::read_to_string(&path).unwrap_or_default()
                 )
             },
             || {
@@ -385,7 +388,9 @@ impl Session {
                 )
             });
         assert!(
-            !self.log().contains("imprint: notice from your organisation"),
+            !self
+                .log()
+                .contains("imprint: notice from your organisation"),
             "the notice also went to the terminal:\n{}",
             self.log()
         );
