@@ -169,6 +169,10 @@ pub struct Filter {
     /// Keyboard keys whose press this filter has seen and that are still down: the level
     /// and focus their press was decided with.
     seen_down: HashMap<(u32, u16), (Level, u64)>,
+    /// Whether every key not in `seen_down` is known to be up (reading a ring from its
+    /// start); otherwise (resumed mid-ring) only the keys in `seen_keys` are.
+    key_state_known: bool,
+    seen_keys: std::collections::HashSet<(u32, u16)>,
     groups: HashMap<u64, Group>,
     next_group: u64,
     open: Option<OpenRedaction>,
@@ -205,6 +209,8 @@ impl Filter {
             pending_scan: HashMap::new(),
             key_owner: HashMap::new(),
             seen_down: HashMap::new(),
+            key_state_known: true,
+            seen_keys: Default::default(),
             groups: HashMap::new(),
             next_group: 1,
             open: None,
@@ -308,6 +314,16 @@ impl Filter {
     }
 
     /// The focused context and its decision.
+    /// Says whether every key is known to be up now (reading a ring from its start), or may
+    /// be down with its press handled by an earlier run (resumed mid-ring).
+    pub fn set_key_state_known(&mut self, known: bool) {
+        self.key_state_known = known;
+        self.seen_keys.clear();
+        if known {
+            self.seen_down.clear();
+        }
+    }
+
     /// The device classes the policy admits for focus `seq` (bits of
     /// [`imprint_record::wire::class`]); 0 when it admits nothing.
     pub fn admitted_classes(&mut self, seq: u64) -> u32 {
@@ -543,6 +559,9 @@ impl Filter {
         // or typed before the agent started) belongs to nothing and is not written.
         if is_kbd_key {
             let key = (e.device, e.code);
+            // A key never seen since resuming mid-ring may have been pressed (and written) by
+            // the previous run: it goes by focus, as a press would.
+            let known = self.key_state_known || !self.seen_keys.insert(key);
             let press = match e.value {
                 1 => {
                     if self.seen_down.len() >= 256 {
@@ -554,7 +573,8 @@ impl Filter {
                 0 => Some(self.seen_down.remove(&key)),
                 2 => Some(self.seen_down.get(&key).copied()),
                 _ => None,
-            };
+            }
+            .filter(|p| p.is_some() || known);
             match press {
                 Some(Some((l, focus))) => {
                     level = l;
