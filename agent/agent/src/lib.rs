@@ -474,6 +474,8 @@ impl Agent {
 
     fn lost_in_ring(&mut self, count: u64) {
         self.stats.ring_corrupt_frames += count;
+        // The lost frames may have held a press whose release is still to come.
+        self.filter.set_key_state_known(false);
         self.pending_gaps.push(Gap {
             from_ns: 0,
             to_ns: 0,

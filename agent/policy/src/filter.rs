@@ -315,10 +315,12 @@ impl Filter {
 
     /// The focused context and its decision.
     /// Says whether every key is known to be up now (reading a ring from its start), or may
-    /// be down with its press handled by an earlier run (resumed mid-ring).
+    /// be down with its press handled by an earlier run or lost in a gap (resumed mid-ring,
+    /// frames lost).
     pub fn set_key_state_known(&mut self, known: bool) {
         self.key_state_known = known;
         self.seen_keys.clear();
+        // Presses seen stay valid; from the start of a ring nothing is down.
         if known {
             self.seen_down.clear();
         }
@@ -440,8 +442,12 @@ impl Filter {
                     self.push(Record::Device(d), None, 0, false);
                 }
             }
-            other @ (Record::Gap(_)
-            | Record::Policy(_)
+            Record::Gap(g) => {
+                // Lost events may have held presses or releases: key state is unknown now.
+                self.set_key_state_known(false);
+                self.push(Record::Gap(g), None, 0, false);
+            }
+            other @ (Record::Policy(_)
             | Record::Redaction(_)
             | Record::Counts(_)
             | Record::Paste(_)) => {
