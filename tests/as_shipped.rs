@@ -72,6 +72,29 @@ fn setpriv(uid: u32, gid: u32, caps: &str) -> Command {
     c
 }
 
+/// The termios mode (`echo`, `no_echo`, `raw`) of the pty that the first child of `pid` runs
+/// on, as `stty` reports it.
+fn pty_mode_of_child(pid: u32) -> Option<String> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    let child: u32 = children.split_whitespace().next()?.parse().ok()?;
+    let pty = std::fs::read_link(format!("/proc/{child}/fd/0")).ok()?;
+    let out = Command::new("stty")
+        .args(["-a", "-F"])
+        .arg(&pty)
+        .output()
+        .ok()?;
+    let flags = String::from_utf8_lossy(&out.stdout).into_owned();
+    let has = |f: &str| flags.split_whitespace().any(|w| w == f);
+    Some(
+        match (has("echo"), has("icanon")) {
+            (false, true) => "no_echo",
+            (_, false) => "raw",
+            (true, true) => "echo",
+        }
+        .to_owned(),
+    )
+}
+
 fn cap_eff(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let hex = status
@@ -200,6 +223,17 @@ level = "full"
             .stderr(Stdio::null())
             .spawn()
             .expect("xterm (apt-get install xterm)"),
+    );
+    // The program must be reading its terminal the way the test says before anything is
+    // typed: bash reaches `read -s` a moment after xterm maps its window.
+    let xterm_pid = _xterm.0.id();
+    wait_until(
+        &format!("the xterm's program to read with {want_tty}"),
+        T,
+        || {
+            let mode = pty_mode_of_child(xterm_pid)?;
+            (mode == want_tty.trim_matches('"')).then_some(())
+        },
     );
     let window = wait_until("the xterm window", T, || {
         x(&display, &["xdotool", "search", "--class", "xterm"])
