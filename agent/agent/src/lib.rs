@@ -241,9 +241,6 @@ impl Agent {
         // Frames up to here were consumed by this or an earlier run: a jump after it is loss.
         let resumed = skip_upto.max(reader.last_seq());
         let mut last_seq: Option<u64> = (resumed > 0).then_some(resumed);
-        // Read from the ring's start, every key is up at first; resumed in its middle (this
-        // agent restarted), a key may be down with its press written by the previous run.
-        self.filter.set_key_state_known(resumed == 0);
         // (seq, ring position after it) of frames read but possibly still held back by the
         // policy's holdback window: the ring is committed only up to what is on disk.
         let mut frame_ends: VecDeque<(u64, u64)> = VecDeque::new();
@@ -474,8 +471,6 @@ impl Agent {
 
     fn lost_in_ring(&mut self, count: u64) {
         self.stats.ring_corrupt_frames += count;
-        // The lost frames may have held a press whose release is still to come.
-        self.filter.set_key_state_known(false);
         self.pending_gaps.push(Gap {
             from_ns: 0,
             to_ns: 0,

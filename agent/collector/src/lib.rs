@@ -9,6 +9,7 @@ use imprint_ring::{RingFull, RingWriter};
 use imprint_source::{self as source, SourceEvent};
 #[cfg(feature = "replay")]
 use imprint_source::{libinput_yaml::Recording, replay::Speed};
+mod keys;
 pub mod sessions;
 
 use imprint_record::wire::class;
@@ -78,6 +79,8 @@ pub struct Collector {
     /// through `scope_tx`): nothing at all for none, pointer axes for no pointer class.
     scope: u32,
     scope_tx: watch::Sender<u32>,
+    /// Which keys are down, to keep the releases of presses that the closed gate kept out.
+    keys: keys::KeyState,
     /// Replay only: take focus from the session socket, and wait for the first report.
     replay_session_focus: bool,
     /// Focus comes only from imprint-session helpers (no trackers in this process): until one
@@ -112,6 +115,7 @@ impl Collector {
             focus_conn: 0,
             scope: class::ALL,
             scope_tx: watch::channel(class::ALL).0,
+            keys: keys::KeyState::default(),
             replay_session_focus: false,
             expect_helpers: false,
             summary: CollectorSummary::default(),
@@ -305,7 +309,7 @@ impl Collector {
                 }
                 // Out of scope never leaves the collector (with eBPF, not even the kernel once
                 // the gate has closed; this catches what was already in flight).
-                if !class::admits(self.scope, raw.kind) {
+                if !class::admits(self.scope, raw.kind) || self.keys.gated_release(&raw) {
                     self.writer
                         .session_counters()
                         .scope_dropped
@@ -345,6 +349,9 @@ impl Collector {
 
     fn set_scope(&mut self, classes: u32) {
         if self.scope != classes {
+            if classes == 0 {
+                self.keys.gate_closed();
+            }
             self.scope = classes;
             self.scope_tx.send_replace(classes);
             self.writer

@@ -169,10 +169,6 @@ pub struct Filter {
     /// Keyboard keys whose press this filter has seen and that are still down: the level
     /// and focus their press was decided with.
     seen_down: HashMap<(u32, u16), (Level, u64)>,
-    /// Whether every key not in `seen_down` is known to be up (reading a ring from its
-    /// start); otherwise (resumed mid-ring) only the keys in `seen_keys` are.
-    key_state_known: bool,
-    seen_keys: std::collections::HashSet<(u32, u16)>,
     groups: HashMap<u64, Group>,
     next_group: u64,
     open: Option<OpenRedaction>,
@@ -209,8 +205,6 @@ impl Filter {
             pending_scan: HashMap::new(),
             key_owner: HashMap::new(),
             seen_down: HashMap::new(),
-            key_state_known: true,
-            seen_keys: Default::default(),
             groups: HashMap::new(),
             next_group: 1,
             open: None,
@@ -314,18 +308,6 @@ impl Filter {
     }
 
     /// The focused context and its decision.
-    /// Says whether every key is known to be up now (reading a ring from its start), or may
-    /// be down with its press handled by an earlier run or lost in a gap (resumed mid-ring,
-    /// frames lost).
-    pub fn set_key_state_known(&mut self, known: bool) {
-        self.key_state_known = known;
-        self.seen_keys.clear();
-        // Presses seen stay valid; from the start of a ring nothing is down.
-        if known {
-            self.seen_down.clear();
-        }
-    }
-
     /// The device classes the policy admits for focus `seq` (bits of
     /// [`imprint_record::wire::class`]); 0 when it admits nothing.
     pub fn admitted_classes(&mut self, seq: u64) -> u32 {
@@ -442,12 +424,8 @@ impl Filter {
                     self.push(Record::Device(d), None, 0, false);
                 }
             }
-            Record::Gap(g) => {
-                // Lost events may have held presses or releases: key state is unknown now.
-                self.set_key_state_known(false);
-                self.push(Record::Gap(g), None, 0, false);
-            }
-            other @ (Record::Policy(_)
+            other @ (Record::Gap(_)
+            | Record::Policy(_)
             | Record::Redaction(_)
             | Record::Counts(_)
             | Record::Paste(_)) => {
@@ -561,13 +539,11 @@ impl Filter {
         // A key's release and repeats belong to its press: they take the press's level and
         // context, whatever has focus when they come (Ctrl pressed in an editor and released
         // in an out-of-scope shell is released in the editor). One whose press this filter
-        // never saw (kept in the kernel by the scope gate while another context had focus,
-        // or typed before the agent started) belongs to nothing and is not written.
+        // never saw (written by an earlier run, or lost in a gap) goes by focus. Releases of
+        // presses that the scope gate kept in the kernel never get here: the collector keeps
+        // them out too.
         if is_kbd_key {
             let key = (e.device, e.code);
-            // A key never seen since resuming mid-ring may have been pressed (and written) by
-            // the previous run: it goes by focus, as a press would.
-            let known = self.key_state_known || !self.seen_keys.insert(key);
             let press = match e.value {
                 1 => {
                     if self.seen_down.len() >= 256 {
@@ -576,18 +552,13 @@ impl Filter {
                     self.seen_down.insert(key, (level, e.focus));
                     None
                 }
-                0 => Some(self.seen_down.remove(&key)),
-                2 => Some(self.seen_down.get(&key).copied()),
+                0 => self.seen_down.remove(&key),
+                2 => self.seen_down.get(&key).copied(),
                 _ => None,
-            }
-            .filter(|p| p.is_some() || known);
-            match press {
-                Some(Some((l, focus))) => {
-                    level = l;
-                    e.focus = focus;
-                }
-                Some(None) => level = Level::Off,
-                None => {}
+            };
+            if let Some((l, focus)) = press {
+                level = l;
+                e.focus = focus;
             }
         }
         if level == Level::Off && d.rule == NO_HELPER_RULE && e.kind != EV_SYN {

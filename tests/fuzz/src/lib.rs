@@ -333,8 +333,8 @@ impl Stream<'_> {
         };
         let mut level = self.levels.get(&self.focus).copied().unwrap_or(Level::Off);
         // What the filter writes: a release or repeat takes its press's level and context
-        // (the newest press, if a key is pressed twice); one whose press was never fed
-        // belongs to nothing.
+        // (the newest press, if a key is pressed twice); one whose press was never fed goes
+        // by focus.
         let mut written = e;
         if kind == EV_KEY && keys::is_keyboard_code(code) {
             let key = (device, code);
@@ -348,13 +348,9 @@ impl Stream<'_> {
                 // Not a key value the kernel sends: the filter decides it by focus alone.
                 _ => None,
             };
-            match press {
-                Some(Some((l, focus))) => {
-                    level = l;
-                    written.focus = focus;
-                }
-                Some(None) => level = Level::Off,
-                None => {}
+            if let Some(Some((l, focus))) = press {
+                level = l;
+                written.focus = focus;
             }
         }
         self.ins.insert(
