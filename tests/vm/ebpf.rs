@@ -446,12 +446,19 @@ exit $guest_rc
         &injected,
     );
     // What the collector captured also reached the spool (SYN reports are not listed by dump,
-    // so compare the key events: each report is one key event and one SYN_REPORT).
+    // so compare the key events: each report is one key event and one SYN_REPORT). A loss
+    // can split a report, keeping its SYN_REPORT and losing its key (or the other way), at
+    // each end of a burst of reserve failures: each bpf_reserve gap record allows two.
     let key_events = events_of(&run, &dump, "imprint-test-flood").len() as u64;
     let ring_gaps = all_gaps - bpf_gaps;
-    if key_events * 2 + ring_gaps < captured || key_events > captured {
+    let split_reports = 2 * gaps
+        .iter()
+        .filter(|g| g.get("stage").and_then(Value::as_str) == Some("bpf_reserve"))
+        .count() as u64;
+    if key_events * 2 + ring_gaps + split_reports < captured || key_events > captured {
         run.fail(&format!(
-            "{key_events} key events in the spool do not fit {captured} captured events"
+            "{key_events} key events in the spool do not fit {captured} captured events \
+             ({split_reports} reports may be split by the losses)"
         ));
     }
 }
