@@ -105,20 +105,15 @@ fn cap_eff(pid: u32) -> u64 {
     u64::from_str_radix(hex, 16).expect("hex")
 }
 
-fn free_display() -> u32 {
-    (200..400)
-        .find(|n| {
-            !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        })
-        .expect("a free X display")
-}
-
-fn xvfb(n: u32) -> Kill {
+/// A real Xvfb on a display it picks itself (`-displayfd`): tests run in parallel, and two
+/// that chose "the first free number" at once would share one server. Returns it and `:N`.
+fn xvfb() -> (Kill, String) {
+    use std::io::BufRead;
     // `-ac`: the helper and the xterm run as another user than the server's.
-    let child = Command::new("Xvfb")
+    let mut child = Command::new("Xvfb")
         .args([
-            &format!(":{n}"),
+            "-displayfd",
+            "1",
             "-ac",
             "-noreset",
             "-nolisten",
@@ -127,20 +122,27 @@ fn xvfb(n: u32) -> Kill {
             "0",
             "640x480x24",
         ])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn Xvfb (apt-get install xvfb)");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped stdout");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("Xvfb prints its display number");
+    let display = format!(":{}", line.trim());
+    assert!(display.len() > 1, "Xvfb printed no display number");
     wait_until("Xvfb to answer", T, || {
         Command::new("xprop")
-            .args(["-display", &format!(":{n}"), "-root", "-len", "1"])
+            .args(["-display", &display, "-root", "-len", "1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .ok()
             .filter(|s| s.success())
     });
-    Kill(child)
+    (Kill(child), display)
 }
 
 fn x(display: &str, args: &[&str]) -> String {
@@ -210,9 +212,7 @@ level = "full"
     chown(&config, 0, 0, 0o644);
     let cfg = config.to_str().expect("utf-8");
 
-    let n = free_display();
-    let display = format!(":{n}");
-    let _x = xvfb(n);
+    let (_x, display) = xvfb();
     // The third user's terminal, with the program under test in its pty.
     let _xterm = Kill(
         setpriv(USER_UID, USER_UID, "")
