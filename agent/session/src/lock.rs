@@ -57,7 +57,7 @@
 //! connection fails; it does not reconnect. Until a watcher runs again, the caller must treat
 //! the lock state as unknown, which (principle 6) records less, not more.
 
-use crate::x11::{connect, BorrowedFd};
+use crate::x11::{client_pid, connect, negotiate_xres, BorrowedFd};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -66,9 +66,8 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::mpsc;
-use x11rb::connection::{Connection, RequestConnection};
+use x11rb::connection::Connection;
 use x11rb::errors::ReplyError;
-use x11rb::protocol::res::{self, ClientIdMask, ClientIdSpec};
 use x11rb::protocol::xproto::{
     AtomEnum, ChangeWindowAttributesAux, ConnectionExt as _, EventMask, GetWindowAttributesReply,
     MapState, Window,
@@ -266,17 +265,8 @@ pub async fn watch_x11(
             height: s.height_in_pixels,
         })
         .collect();
-    let has_res = conn
-        .extension_information(res::X11_EXTENSION_NAME)
-        .map_err(xerr)?
-        .is_some();
-    if has_res {
-        // XRes 1.2 introduced QueryClientIds.
-        res::query_version(&conn, 1, 2)
-            .map_err(xerr)?
-            .reply()
-            .map_err(xerr)?;
-    } else {
+    let has_res = negotiate_xres(&conn).map_err(xerr)?;
+    if !has_res {
         tracing::warn!(
             display = %dpy,
             "X server lacks X-Resource: lockers are recognised by WM_CLASS only"
@@ -549,24 +539,7 @@ impl Watcher<'_> {
 
     /// The pid of the client owning `win`, as the X server knows it.
     fn xres_pid(&self, win: Window) -> Result<Option<u32>, LockError> {
-        let spec = ClientIdSpec {
-            client: win,
-            mask: ClientIdMask::LOCAL_CLIENT_PID,
-        };
-        let reply = match res::query_client_ids(self.conn, &[spec])
-            .map_err(xerr)?
-            .reply()
-        {
-            Ok(r) => r,
-            Err(ReplyError::X11Error(_)) => return Ok(None),
-            Err(e) => return Err(xerr(e)),
-        };
-        Ok(reply
-            .ids
-            .iter()
-            .filter(|id| id.spec.mask.contains(ClientIdMask::LOCAL_CLIENT_PID))
-            .find_map(|id| id.value.first().copied())
-            .filter(|&p| p != 0))
+        client_pid(self.conn, win).map_err(xerr)
     }
 
     fn wm_class(&self, win: Window) -> Result<Vec<u8>, LockError> {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use x11rb::connection::{Connection, RequestConnection};
+use x11rb::errors::ReplyError;
 use x11rb::protocol::res::{self, ClientIdMask, ClientIdSpec};
 use x11rb::protocol::xkb;
 use x11rb::protocol::xproto::{
@@ -89,6 +90,39 @@ fn xauthority_candidates(cfg: &FocusConfig, session: Option<&Session>) -> Vec<Pa
 }
 
 /// Connects to `display`, authenticating with the first cookie found.
+/// Negotiates X-Resource 1.2 (QueryClientIds, which vouches for a client's pid) when the
+/// server has it; false when it does not.
+pub(crate) fn negotiate_xres(conn: &RustConnection) -> Result<bool, ReplyError> {
+    if conn
+        .extension_information(res::X11_EXTENSION_NAME)?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    res::query_version(conn, 1, 2)?.reply()?;
+    Ok(true)
+}
+
+/// The pid of the client owning `win`, as the X server knows it (X-Resource); `None` when
+/// it does not say, or the window is gone (BadWindow and friends).
+pub(crate) fn client_pid(conn: &RustConnection, win: Window) -> Result<Option<u32>, ReplyError> {
+    let spec = ClientIdSpec {
+        client: win,
+        mask: ClientIdMask::LOCAL_CLIENT_PID,
+    };
+    let reply = match res::query_client_ids(conn, &[spec])?.reply() {
+        Ok(r) => r,
+        Err(ReplyError::X11Error(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(reply
+        .ids
+        .iter()
+        .filter(|id| id.spec.mask.contains(ClientIdMask::LOCAL_CLIENT_PID))
+        .find_map(|id| id.value.first().copied())
+        .filter(|&p| p != 0))
+}
+
 pub(crate) fn connect(
     display: &str,
     xauth: &[PathBuf],
@@ -174,17 +208,8 @@ pub async fn run(
         net_wm_name: intern(&conn, "_NET_WM_NAME")?,
         utf8: intern(&conn, "UTF8_STRING")?,
     };
-    let has_res = conn
-        .extension_information(res::X11_EXTENSION_NAME)
-        .map_err(xerr)?
-        .is_some();
-    if has_res {
-        // XRes 1.2 introduced QueryClientIds.
-        res::query_version(&conn, 1, 2)
-            .map_err(xerr)?
-            .reply()
-            .map_err(xerr)?;
-    } else {
+    let has_res = negotiate_xres(&conn).map_err(xerr)?;
+    if !has_res {
         tracing::warn!(
             display = %dpy,
             "X server lacks X-Resource: pids come from _NET_WM_PID, unverified"
@@ -398,25 +423,7 @@ impl Tracker<'_> {
     }
 
     fn xres_pid(&self, win: Window) -> Result<Option<u32>, FocusError> {
-        let spec = ClientIdSpec {
-            client: win,
-            mask: ClientIdMask::LOCAL_CLIENT_PID,
-        };
-        let reply = match res::query_client_ids(self.conn, &[spec])
-            .map_err(xerr)?
-            .reply()
-        {
-            Ok(r) => r,
-            // BadWindow and friends: the window is gone; no pid.
-            Err(x11rb::errors::ReplyError::X11Error(_)) => return Ok(None),
-            Err(e) => return Err(xerr(e)),
-        };
-        Ok(reply
-            .ids
-            .iter()
-            .filter(|id| id.spec.mask.contains(ClientIdMask::LOCAL_CLIENT_PID))
-            .find_map(|id| id.value.first().copied())
-            .filter(|&p| p != 0))
+        client_pid(self.conn, win).map_err(xerr)
     }
 
     fn property(
