@@ -43,6 +43,13 @@ fn exec_and_exit_are_tracked() {
         .spawn()
         .expect("spawn sh");
     let pid = child.id();
+    // spawn returns once the child has forked, not once it has exec'd sh: look it up only
+    // when /proc shows the shell's command line (a CI run looked in between).
+    wait_until("the shell to have started", T, || {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .filter(|c| c.windows(6).any(|w| w == b"read x"))
+    });
     let before = table.lookup(pid).expect("identify the shell");
     assert!(
         before.exe.ends_with("sh") || before.exe.ends_with("dash"),
