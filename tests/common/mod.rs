@@ -304,3 +304,4 @@ pub fn workspace_bin(package: &str, bin: &str) -> PathBuf {
 }
 
 pub mod pipeline;
+pub mod xserver;

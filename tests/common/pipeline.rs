@@ -283,10 +283,38 @@ fsync_interval_ms = 50
         });
     }
 
+    /// `imprint dump` of the spool now, while the daemons run.
+    pub fn dump_now(&self) -> Vec<Value> {
+        dump(&self.config, "")
+    }
+
+    /// `imprint status --json` now, parsed (`Null` if it printed no JSON).
+    pub fn status_json(&self) -> Value {
+        let out = Command::new(imprint_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(["status", "--json"])
+            .env("IMPRINT_LOG", "warn")
+            .output()
+            .expect("imprint status");
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Stops the collector (SIGTERM) before its replay ends, then as [`Pipeline::finish`].
+    pub fn stop(self) -> Outcome {
+        use nix::sys::signal::{kill, Signal};
+        let c = self.collector.as_ref().expect("the collector was started");
+        kill(
+            nix::unistd::Pid::from_raw(c.child.id() as i32),
+            Signal::SIGTERM,
+        )
+        .expect("SIGTERM the collector");
+        self.finish()
+    }
+
     /// Waits for the collector to finish its replay and the agent to drain the ring; the
     /// spool, dumped.
     pub fn finish(mut self) -> Outcome {
-        let imprint = imprint_bin();
         let mut collector = self.collector.take().expect("the collector was started");
         let done = collector.wait("the collector to finish the replay", T);
         let logs = |p: &Pipeline, collector: &Proc| {
@@ -305,24 +333,29 @@ fsync_interval_ms = 50
         let a = self.agent.wait("the agent to drain the ring", T);
         assert!(a.success(), "agent: {a}\n{}", logs(&self, &collector));
         let logs = logs(&self, &collector);
-        let out = Command::new(imprint)
-            .arg("--config")
-            .arg(&self.config)
-            .arg("dump")
-            .env("IMPRINT_LOG", "warn")
-            .output()
-            .expect("imprint dump");
-        assert!(
-            out.status.success(),
-            "dump: {}\n{logs}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dump = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("dump line ({e}): {l}")))
-            .collect();
+        let dump = dump(&self.config, &logs);
         Outcome { dump, logs }
     }
+}
+
+/// `imprint --config CONFIG dump`, parsed; `logs` go into a failure message.
+fn dump(config: &Path, logs: &str) -> Vec<Value> {
+    let out = Command::new(imprint_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("dump")
+        .env("IMPRINT_LOG", "warn")
+        .output()
+        .expect("imprint dump");
+    assert!(
+        out.status.success(),
+        "dump: {}\n{logs}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("dump line ({e}): {l}")))
+        .collect()
 }
 
 impl Outcome {

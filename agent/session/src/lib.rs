@@ -49,6 +49,7 @@ pub mod hyprland;
 pub mod kde;
 pub mod lock;
 pub mod notice;
+pub mod pointer;
 pub mod reporter;
 pub mod session;
 pub mod settings;

@@ -214,7 +214,7 @@ fn comm(pid: u32) -> Option<String> {
 }
 
 /// The Xauthority files to try: the given one, else `$XAUTHORITY`, else `~/.Xauthority`.
-fn xauthority_files(given: Option<PathBuf>) -> Vec<PathBuf> {
+pub(crate) fn xauthority_files(given: Option<PathBuf>) -> Vec<PathBuf> {
     if let Some(p) = given {
         return vec![p];
     }

@@ -107,6 +107,20 @@ async fn run(cfg: FocusConfig, socket: PathBuf) {
     if cfg.tracker == TrackerKind::X11 {
         watchers.locks.push("x11");
         tokio::spawn(watch_lock_x11(cfg.clone(), tx.clone()));
+        tokio::spawn(watch_pointer_x11(cfg.clone(), tx.clone()));
+    } else {
+        // Never estimated from kernel deltas: without the server's word, positions are null.
+        let why = match cfg.tracker {
+            TrackerKind::Sway => "sway has no IPC for the cursor position",
+            TrackerKind::Tty | TrackerKind::None => "no display server",
+            _ => "imprint-session does not read pointer positions from this desktop yet",
+        };
+        let _ = tx
+            .send(imprint_session::pointer::unavailable(
+                cfg.tracker.as_str(),
+                why,
+            ))
+            .await;
     }
     if let Ok(id) = std::env::var("XDG_SESSION_ID") {
         watchers.locks.push("logind");
@@ -175,6 +189,22 @@ async fn watch_lock_x11(cfg: FocusConfig, tx: mpsc::Sender<Update>) {
                     () = fwd => Ok(()),
                 }
             }
+        },
+    )
+    .await
+}
+
+async fn watch_pointer_x11(cfg: FocusConfig, tx: mpsc::Sender<Update>) {
+    retry(
+        "x11 pointer",
+        &tx,
+        || imprint_session::pointer::unavailable("x11", "lost the X server connection"),
+        || {
+            imprint_session::pointer::watch_x11(
+                cfg.x11_display.clone(),
+                cfg.x11_xauthority.clone(),
+                tx.clone(),
+            )
         },
     )
     .await

@@ -9,7 +9,7 @@
 //! that cannot run at all (no logind, no accessibility bus) has decided: it sees nothing.
 
 use imprint_record::wire::{self, SessionMessage};
-use imprint_record::FocusInfo;
+use imprint_record::{DisplayInfo, FocusInfo, PointerSample, WindowGeometry};
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -36,6 +36,12 @@ pub enum Update {
     },
     /// The AT-SPI watcher cannot run here: it sees no password field.
     AccessibleUnavailable,
+    /// Where the display server put the pointer.
+    Pointer(PointerSample),
+    /// The screen layout (or why positions are not available), kept and re-sent on reconnect.
+    Display(Box<DisplayInfo>),
+    /// The focused window moved or was resized.
+    Window(WindowGeometry),
 }
 
 /// Which watchers the helper started (and so must hear from before it trusts their silence).
@@ -98,7 +104,10 @@ impl Merged {
 /// Sends merged reports to the collector at `socket` until `rx` closes.
 pub async fn run(socket: PathBuf, watchers: Watchers, mut rx: mpsc::Receiver<Update>) {
     let mut merged = Merged::new(&watchers);
+    let mut display: Option<Box<DisplayInfo>> = None;
     let mut conn: Option<OwnedFd> = None;
+    // A focus report has gone out on `conn`: the collector takes positions only after one.
+    let mut reported = false;
     let mut backoff = Duration::from_millis(100);
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
@@ -121,11 +130,36 @@ pub async fn run(socket: PathBuf, watchers: Watchers, mut rx: mpsc::Receiver<Upd
                     Update::AccessibleUnavailable => {
                         merged.accessible = Some((false, String::new()));
                     }
+                    Update::Display(d) => {
+                        let msg = SessionMessage::Display(d.clone());
+                        display = Some(d);
+                        if reported && !send_or_drop(&mut conn, &msg) {
+                            retry_at.get_or_insert_with(|| tokio::time::Instant::now() + backoff);
+                        }
+                        continue;
+                    }
+                    // Positions and geometry are only worth anything now: they are not kept
+                    // for a later connection.
+                    Update::Pointer(p) => {
+                        if reported && !send_or_drop(&mut conn, &SessionMessage::Pointer(p)) {
+                            retry_at.get_or_insert_with(|| tokio::time::Instant::now() + backoff);
+                        }
+                        continue;
+                    }
+                    Update::Window(w) => {
+                        if reported && !send_or_drop(&mut conn, &SessionMessage::Window(w)) {
+                            retry_at.get_or_insert_with(|| tokio::time::Instant::now() + backoff);
+                        }
+                        continue;
+                    }
                 }
             }
             () = tokio::time::sleep_until(wake), if retry_at.is_some() => {
                 retry_at = None;
             }
+        }
+        if conn.is_none() {
+            reported = false;
         }
         let Some(report) = merged.report() else {
             continue;
@@ -145,12 +179,33 @@ pub async fn run(socket: PathBuf, watchers: Watchers, mut rx: mpsc::Receiver<Upd
                 }
             }
         }
-        if let Some(c) = &conn {
-            if let Err(e) = wire::send(c, &SessionMessage::Focus(Box::new(report))) {
-                tracing::warn!(error = %e, "collector connection lost; reconnecting");
-                conn = None;
-                retry_at = Some(tokio::time::Instant::now() + backoff);
+        if send_or_drop(&mut conn, &SessionMessage::Focus(Box::new(report))) {
+            if !reported {
+                // A new connection: the collector learns the layout after the focus it
+                // trusts this connection for.
+                if let Some(d) = &display {
+                    send_or_drop(&mut conn, &SessionMessage::Display(d.clone()));
+                }
             }
+            reported = conn.is_some();
+        } else if conn.is_none() {
+            reported = false;
+            retry_at = Some(tokio::time::Instant::now() + backoff);
+        }
+    }
+}
+
+/// Sends `msg` on `conn`; on failure the connection is dropped (to be re-made). True if sent.
+fn send_or_drop(conn: &mut Option<OwnedFd>, msg: &SessionMessage) -> bool {
+    let Some(c) = conn else {
+        return false;
+    };
+    match wire::send(c, msg) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "collector connection lost; reconnecting");
+            *conn = None;
+            false
         }
     }
 }
@@ -177,6 +232,7 @@ mod tests {
             }
             Update::Accessible { password, role } => m.accessible = Some((password, role)),
             Update::AccessibleUnavailable => m.accessible = Some((false, String::new())),
+            Update::Pointer(_) | Update::Display(_) | Update::Window(_) => {}
         }
     }
 
