@@ -157,7 +157,68 @@ struct Record {
     policy @5 :PolicyStamp;
     counts @6 :Counts;
     paste @7 :Paste;
+    pointer @8 :Pointer;
+    display @9 :Display;
+    window @10 :Window;
   }
+}
+
+# What made the session helper read the pointer position.
+enum PointerTrigger {
+  unknown @0;
+  motion @1;
+  press @2;
+  release @3;
+  scroll @4;
+}
+
+# The pointer position the display server reports, in its root (screen) coordinates. It is
+# joined to the kernel's button and motion events by time; never estimated from deltas.
+struct Pointer {
+  monoNs @0 :UInt64;       # CLOCK_MONOTONIC when the helper read the position
+  x @1 :Float64;
+  y @2 :Float64;
+  trigger @3 :PointerTrigger;
+  button @4 :UInt32;       # the display server's button number for press/release (1 left, 2 middle, 3 right)
+  serverTimeMs @5 :UInt32; # the display server's own event time, for ordering within its clock
+  focus @6 :UInt64;        # Focus.seq in force (filled by the collector)
+  eventMonoNs @7 :UInt64;  # CLOCK_MONOTONIC of the server event that triggered the read, when known
+}
+
+# One monitor of the session's screen.
+struct Monitor {
+  name @0 :Text;
+  x @1 :Int32;
+  y @2 :Int32;
+  width @3 :UInt32;
+  height @4 :UInt32;
+  scale @5 :Float64;
+  primary @6 :Bool;
+}
+
+# The session's display: its server, screen layout and pointer settings. Sent when it changes.
+struct Display {
+  monoNs @0 :UInt64;
+  server @1 :Text;           # x11, sway, gnome, kde, hyprland, tty
+  width @2 :UInt32;          # the root (screen) size in pixels
+  height @3 :UInt32;
+  monitors @4 :List(Monitor);
+  pointer @5 :Bool;          # positions are available from this display server
+  pointerUnavailable @6 :Text;  # why not, when they are not (e.g. "sway: no cursor position IPC")
+  doubleClickMs @7 :UInt32;  # the desktop's double-click time (0: not known)
+  doubleClickDistance @8 :UInt32;
+  uid @9 :UInt32;            # SO_PEERCRED uid of the helper that reported it (filled by the collector)
+  session @10 :Text;
+}
+
+# The focused window's rectangle changed (moved or resized) without a focus change.
+struct Window {
+  monoNs @0 :UInt64;
+  focus @1 :UInt64;          # Focus.seq of the window
+  x @2 :Int32;
+  y @3 :Int32;
+  width @4 :UInt32;
+  height @5 :UInt32;
 }
 
 # One spool frame's payload: records admitted by policy, with where they came from.
@@ -168,6 +229,8 @@ struct Batch {
   ringSeqLast @3 :UInt64;
   policy @4 :PolicyStamp;
   records @5 :List(Record);
+  bootId @6 :Text;             # /proc/sys/kernel/random/boot_id: monoNs values compare only within one boot
+  realtimeOffsetNs @7 :Int64;  # CLOCK_REALTIME - CLOCK_MONOTONIC when the batch was written
 }
 
 # A message on /run/imprint/session.sock (one per SOCK_SEQPACKET packet).
@@ -176,6 +239,9 @@ struct SessionMessage {
     focus @0 :Focus;       # imprint-session -> collector: what has focus in the sender's session
     verdict @1 :Verdict;   # imprint-agent -> collector: what policy admits for a focus
     refresh @2 :Void;      # anyone -> collector: publish the BPF programs' counters now
+    pointer @3 :Pointer;   # imprint-session -> collector: where the display server put the pointer
+    display @4 :Display;   # imprint-session -> collector: the session's screen layout
+    window @5 :Window;     # imprint-session -> collector: the focused window moved or resized
   }
 }
 

@@ -116,6 +116,8 @@ struct Agent {
     reloads: ReloadStats,
     control: Option<Control>,
     verdicts: Option<verdict::VerdictSender>,
+    /// Stamped on every batch, so exports can tell one boot's monotonic clock from another's.
+    boot_id: String,
 }
 
 /// The policy status file beside `status_path`.
@@ -180,6 +182,7 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         reloads: ReloadStats::default(),
         control,
         verdicts: None,
+        boot_id: imprint_record::boot_id(),
     };
     agent.verdicts = agent
         .opts
@@ -326,6 +329,9 @@ impl Agent {
                     ring_seq_first: seq_first,
                     ring_seq_last: seq_last,
                     policy: self.filter.policy().stamp().clone(),
+                    boot_id: self.boot_id.clone(),
+                    // Read per batch: the offset moves when the wall clock is stepped.
+                    realtime_offset_ns: imprint_record::realtime_offset_ns(),
                 };
                 if self.write_batch(&meta, &mut records) {
                     unsynced = true;

@@ -80,6 +80,11 @@ pub struct CaptureView {
     /// Events the collector dropped for an out-of-scope focus (evdev, or in flight).
     #[serde(default)]
     pub scope_dropped: u64,
+    /// Pointer positions the session helper sent, and those a full ring made the collector drop.
+    #[serde(default)]
+    pub pointer_samples: u64,
+    #[serde(default)]
+    pub pointer_dropped: u64,
     pub capacity: u64,
     pub pending_bytes: u64,
     pub events_evdev: u64,
@@ -139,6 +144,8 @@ impl CaptureView {
             reports_malformed: r.reports_malformed,
             helpers_lost: r.helpers_lost,
             scope_dropped: r.scope_dropped,
+            pointer_samples: r.pointer_samples,
+            pointer_dropped: r.pointer_dropped,
             capacity: r.capacity,
             pending_bytes: r.pending_bytes,
             events_evdev: r.events_evdev,

@@ -25,6 +25,9 @@ use tokio::sync::{mpsc, watch};
 /// it at the end of the ring), so a loss can always be recorded, even when the collector stops
 /// while the ring is full. Only the gap record itself may use it.
 const GAP_RESERVE: u64 = 256;
+/// Records queued for a full ring beyond which new pointer samples are dropped (about a
+/// minute of motion at the helper's rate).
+const MAX_QUEUED_POINTER: usize = 4096;
 
 /// Where input comes from.
 pub enum Input {
@@ -57,6 +60,7 @@ pub struct CollectorSummary {
     pub events: u64,
     pub frames_written: u64,
     pub frames_dropped: u64,
+    pub pointer_dropped: u64,
 }
 
 /// The collector's state: ring writer, device table and pending drop accounting.
@@ -379,6 +383,11 @@ impl Collector {
                     self.set_scope(v.classes & class::ALL);
                 }
             }
+            SessionEvent::Screen(conn, rec) => {
+                if live {
+                    self.screen(conn, rec);
+                }
+            }
             SessionEvent::HelperUp { uid, .. } => {
                 c.helpers.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(uid, "session helper connected");
@@ -419,6 +428,36 @@ impl Collector {
         }
     }
 
+    /// Queues a pointer sample, window geometry or display layout for the ring, stamped with the
+    /// focus it belongs to. Samples from a helper whose focus is not current are refused: with
+    /// two sessions, only the one that has the seat says where the pointer is.
+    fn screen(&mut self, conn: u64, mut rec: Record) {
+        let c = self.writer.session_counters();
+        match &mut rec {
+            Record::Pointer(p) if conn == self.focus_conn && self.focus_seq > 0 => {
+                p.focus = self.focus_seq;
+            }
+            Record::Window(w) if conn == self.focus_conn && self.focus_seq > 0 => {
+                w.focus = self.focus_seq;
+            }
+            Record::Display(_) => {}
+            _ => {
+                c.reports_refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        // Positions are many and each is soon superseded: under sustained ring pressure the
+        // newest are dropped (and counted) rather than queued without bound. Layout and window
+        // records are few and later records depend on them: they always wait their turn.
+        if matches!(rec, Record::Pointer(_)) && self.unannounced.len() >= MAX_QUEUED_POINTER {
+            self.summary.pointer_dropped += 1;
+            c.pointer_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.unannounced.push_back(rec);
+        self.flush_pending();
+    }
+
     /// Writes pending device and focus announcements and the pending gap, oldest first.
     fn flush_pending(&mut self) {
         while let Some(rec) = self.unannounced.front() {
@@ -431,7 +470,12 @@ impl Collector {
             {
                 return;
             }
-            self.unannounced.pop_front();
+            if let Some(Record::Pointer(_)) = self.unannounced.pop_front() {
+                self.writer
+                    .session_counters()
+                    .pointer_samples
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             self.writer
                 .counters()
                 .frames_written

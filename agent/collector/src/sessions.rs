@@ -9,7 +9,7 @@
 
 use imprint_procs::logind;
 use imprint_record::wire::{decode_message, SessionMessage, Verdict, MAX_MESSAGE_BYTES};
-use imprint_record::FocusInfo;
+use imprint_record::{FocusInfo, Record};
 use nix::sys::socket::{
     accept4, bind, getsockopt, listen, recv, socket, sockopt, AddressFamily, Backlog, MsgFlags,
     SockFlag, SockType, UnixAddr,
@@ -30,6 +30,9 @@ pub enum SessionEvent {
     Focus(u64, Box<FocusInfo>),
     /// The agent's verdict for a focus.
     Verdict(Verdict),
+    /// A pointer sample, window geometry or display layout from the helper on connection
+    /// `conn` (pointer and window only count from the helper whose focus is current).
+    Screen(u64, Record),
     /// A helper connected.
     HelperUp { conn: u64, uid: u32 },
     /// A helper's connection closed (it exited, crashed or was killed).
@@ -243,6 +246,26 @@ async fn connection(
                     }
                     None => SessionEvent::Refused { uid },
                 },
+                Ok(SessionMessage::Display(mut d)) => match authority.active_for(uid) {
+                    Some(active) => {
+                        d.uid = uid;
+                        d.session = active.id;
+                        SessionEvent::Screen(conn, Record::Display(d))
+                    }
+                    None => SessionEvent::Refused { uid },
+                },
+                // Pointer samples come tens of times a second: rather than re-read logind's
+                // files for each, they count only from a connection whose focus report was
+                // accepted (and, in the collector, only while that focus is current).
+                Ok(SessionMessage::Pointer(p)) if helper => {
+                    SessionEvent::Screen(conn, Record::Pointer(p))
+                }
+                Ok(SessionMessage::Window(w)) if helper => {
+                    SessionEvent::Screen(conn, Record::Window(w))
+                }
+                Ok(SessionMessage::Pointer(_) | SessionMessage::Window(_)) => {
+                    SessionEvent::Refused { uid }
+                }
             }
         };
         if tx.send(event).await.is_err() {

@@ -24,7 +24,8 @@ use super::text::{Text, UNKNOWN};
 use super::xkb::{Keyboard, Layout, Typed};
 use super::{Decision, Level, Policy, NO_HELPER_RULE};
 use imprint_record::{
-    Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, Record, Redaction, Stage, NO_DEVICE,
+    Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, PointerSample, Record, Redaction, Stage,
+    NO_DEVICE,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -39,6 +40,8 @@ const FOCI_MAX: usize = 4096;
 pub struct FilterStats {
     /// Input events dropped because their context is out of scope (`off`).
     pub dropped_policy: u64,
+    /// Pointer positions not written: their focus's pointer level is below `timing`, or paused.
+    pub dropped_pointer: u64,
     /// Input events summarised into counts records.
     pub counted: u64,
     /// Printable key events masked at `timing`.
@@ -431,6 +434,22 @@ impl Filter {
             | Record::Paste(_)) => {
                 self.push(other, None, 0, false);
             }
+            Record::Pointer(p) => self.pointer(p),
+            Record::Window(w) => {
+                let shown = self
+                    .foci
+                    .get(&w.focus)
+                    .cloned()
+                    .is_some_and(|f| self.shown(&f));
+                if shown {
+                    self.push(Record::Window(w), None, w.mono_ns, false);
+                }
+            }
+            Record::Display(d) => {
+                if !self.policy.captures_nothing() {
+                    self.push(Record::Display(d), None, 0, false);
+                }
+            }
             Record::Other => {}
         }
         self.release(out);
@@ -444,7 +463,16 @@ impl Filter {
         }
         self.decisions.retain(|(s, _), _| *s != seq);
         self.set_current(Some(&f));
-        let shown = [
+        // A focus record for an out-of-scope application would itself say that the
+        // person used it: it is written only when something about it may be.
+        if self.shown(&f) {
+            self.push(Record::Focus(Box::new((*f).clone())), None, 0, false);
+        }
+    }
+
+    /// Whether anything typed or pointed in `f` may be written, so that records naming it may.
+    fn shown(&self, f: &FocusInfo) -> bool {
+        [
             DeviceClass::Keyboard,
             DeviceClass::Pointer,
             DeviceClass::Touchpad,
@@ -452,12 +480,28 @@ impl Filter {
             DeviceClass::Virtual,
         ]
         .iter()
-        .any(|c| self.policy.decide(Some(&f), Some(*c)).level > Level::Off);
-        // A focus record for an out-of-scope application would itself say that the
-        // person used it: it is written only when something about it may be.
-        if shown {
-            self.push(Record::Focus(Box::new((*f).clone())), None, 0, false);
+        .any(|c| self.policy.decide(Some(f), Some(*c)).level > Level::Off)
+    }
+
+    /// A pointer position is kept where the pointer's own events are kept with their timing
+    /// (level `timing` or `full`), and never while its user has paused.
+    fn pointer(&mut self, p: PointerSample) {
+        let level = self.decision(p.focus, DeviceClass::Pointer).level;
+        if level < Level::Timing || self.is_paused(p.focus, p.mono_ns) {
+            self.stats.dropped_pointer += 1;
+            return;
         }
+        self.push(Record::Pointer(p), None, p.mono_ns, false);
+    }
+
+    /// True when `focus`'s user has a pause covering `t`; unlike [`Filter::paused`] it
+    /// neither counts nor ends the pause.
+    fn is_paused(&self, focus: u64, t: u64) -> bool {
+        self.foci
+            .get(&focus)
+            .filter(|f| !f.unknown)
+            .and_then(|f| self.pauses.get(&f.uid))
+            .is_some_and(|p| t >= p.from_ns && t < p.until_ns)
     }
 
     fn set_current(&mut self, f: Option<&FocusInfo>) {

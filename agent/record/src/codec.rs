@@ -3,8 +3,8 @@
 //! every error is returned, never unwrapped.
 
 use super::{
-    Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, PolicyStamp, Record, Redaction, Source,
-    Stage, TtyMode, WindowRect,
+    screen_codec, Counts, DeviceInfo, FocusInfo, Gap, InputEvent, Paste, PolicyStamp, Record,
+    Redaction, Source, Stage, TtyMode, WindowRect,
 };
 use capnp::message::{Builder, HeapAllocator, ReaderOptions};
 use capnp::serialize;
@@ -43,6 +43,10 @@ pub struct BatchMeta {
     pub ring_seq_first: u64,
     pub ring_seq_last: u64,
     pub policy: PolicyStamp,
+    /// The boot the batch's `mono_ns` values belong to ("" in batches from before it was kept).
+    pub boot_id: String,
+    /// CLOCK_REALTIME - CLOCK_MONOTONIC when the batch was written (0: not recorded).
+    pub realtime_offset_ns: i64,
 }
 
 /// Encodes one record as a standalone capnp message appended to `out`.
@@ -69,6 +73,8 @@ pub fn encode_batch(meta: &BatchMeta, records: &[Record]) -> Vec<u8> {
         b.set_ring_seq_first(meta.ring_seq_first);
         b.set_ring_seq_last(meta.ring_seq_last);
         fill_policy(b.reborrow().init_policy(), &meta.policy);
+        b.set_boot_id(meta.boot_id.as_str());
+        b.set_realtime_offset_ns(meta.realtime_offset_ns);
         let n = u32::try_from(records.len()).unwrap_or(u32::MAX);
         let mut list = b.init_records(n);
         for (i, rec) in records.iter().take(n as usize).enumerate() {
@@ -91,6 +97,8 @@ pub fn decode_batch(mut bytes: &[u8]) -> Result<(BatchMeta, Vec<Record>), Decode
         ring_seq_first: b.get_ring_seq_first(),
         ring_seq_last: b.get_ring_seq_last(),
         policy: read_policy(p)?,
+        boot_id: b.get_boot_id()?.to_str()?.to_owned(),
+        realtime_offset_ns: b.get_realtime_offset_ns(),
     };
     let list = b.get_records()?;
     let mut records = Vec::with_capacity(list.len() as usize);
@@ -275,6 +283,9 @@ fn fill_record(b: schema::record::Builder, rec: &Record) {
             b.set_focus(p.focus);
             b.set_device(p.device);
         }
+        Record::Pointer(p) => screen_codec::fill_pointer(b.init_pointer(), p),
+        Record::Display(d) => screen_codec::fill_display(b.init_display(), d),
+        Record::Window(w) => screen_codec::fill_window(b.init_window(), w),
         // Nothing to write for a record this build cannot interpret.
         Record::Other => {}
     }
@@ -357,6 +368,9 @@ fn read_record(r: schema::record::Reader) -> Result<Record, DecodeError> {
                 device: p.get_device(),
             })
         }
+        Ok(Which::Pointer(p)) => Record::Pointer(screen_codec::read_pointer(p?)),
+        Ok(Which::Display(d)) => Record::Display(Box::new(screen_codec::read_display(d?)?)),
+        Ok(Which::Window(w)) => Record::Window(screen_codec::read_window(w?)),
         Err(_) => Record::Other,
     })
 }
@@ -485,6 +499,47 @@ mod tests {
                 default_level: "off".into(),
                 rules: 2,
             }),
+            Record::Pointer(crate::PointerSample {
+                mono_ns: 11,
+                x: 640.5,
+                y: 12.0,
+                trigger: crate::PointerTrigger::Press,
+                button: 3,
+                server_time_ms: 99,
+                focus: 4,
+                event_mono_ns: 10,
+            }),
+            Record::Display(Box::new(crate::DisplayInfo {
+                mono_ns: 1,
+                server: "x11".into(),
+                width: 2560,
+                height: 1440,
+                monitors: vec![crate::Monitor {
+                    name: "DP-1".into(),
+                    x: 1280,
+                    width: 1280,
+                    height: 1440,
+                    scale: 2.0,
+                    primary: true,
+                    ..Default::default()
+                }],
+                pointer: false,
+                pointer_unavailable: "sway: no cursor position IPC".into(),
+                double_click_ms: 400,
+                double_click_distance: 5,
+                uid: 1000,
+                session: "3".into(),
+            })),
+            Record::Window(crate::WindowGeometry {
+                mono_ns: 12,
+                focus: 4,
+                rect: crate::WindowRect {
+                    x: -5,
+                    y: 20,
+                    width: 300,
+                    height: 200,
+                },
+            }),
         ];
         for r in &recs {
             let mut buf = Vec::new();
@@ -496,6 +551,8 @@ mod tests {
             ring_epoch: 5,
             ring_seq_first: 1,
             ring_seq_last: 3,
+            boot_id: "5e2b".into(),
+            realtime_offset_ns: -7,
             ..Default::default()
         };
         let bytes = encode_batch(&meta, &recs);

@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod names;
+pub mod screen_codec;
 pub mod wire;
 
 use imprint_common::RawInput;
@@ -254,8 +255,80 @@ pub struct Paste {
     pub device: u32,
 }
 
+/// What made the session helper read the pointer position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PointerTrigger {
+    #[default]
+    Unknown,
+    Motion,
+    Press,
+    Release,
+    Scroll,
+}
+
+/// Where the display server put the pointer, in its root (screen) coordinates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct PointerSample {
+    /// When the helper read the position.
+    pub mono_ns: u64,
+    pub x: f64,
+    pub y: f64,
+    pub trigger: PointerTrigger,
+    /// The display server's button number for press and release (1 left, 2 middle, 3 right).
+    pub button: u32,
+    /// The display server's own event time.
+    pub server_time_ms: u32,
+    /// Focus sequence in force, filled by the collector.
+    pub focus: u64,
+    /// When the server event that triggered the read happened, if the helper knows (0: not).
+    pub event_mono_ns: u64,
+}
+
+/// One monitor of a session's screen.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Monitor {
+    pub name: String,
+    pub x: i32,
+    pub y: i32,
+    pub width: u32,
+    pub height: u32,
+    pub scale: f64,
+    pub primary: bool,
+}
+
+/// A session's display: server, screen layout and pointer settings, sent when it changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DisplayInfo {
+    pub mono_ns: u64,
+    /// x11, sway, gnome, kde, hyprland, tty.
+    pub server: String,
+    pub width: u32,
+    pub height: u32,
+    pub monitors: Vec<Monitor>,
+    /// Pointer positions are available from this display server.
+    pub pointer: bool,
+    /// Why they are not, when they are not.
+    pub pointer_unavailable: String,
+    /// The desktop's double-click time in ms (0: not known).
+    pub double_click_ms: u32,
+    pub double_click_distance: u32,
+    /// The reporting helper's uid, from SO_PEERCRED (filled by the collector).
+    pub uid: u32,
+    pub session: String,
+}
+
+/// The focused window moved or was resized without a focus change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WindowGeometry {
+    pub mono_ns: u64,
+    /// Focus sequence of the window.
+    pub focus: u64,
+    pub rect: WindowRect,
+}
+
 /// Any record that travels through the ring and lands in the spool.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     Event(InputEvent),
     Device(DeviceInfo),
@@ -265,6 +338,9 @@ pub enum Record {
     Redaction(Box<Redaction>),
     Counts(Counts),
     Paste(Paste),
+    Pointer(PointerSample),
+    Display(Box<DisplayInfo>),
+    Window(WindowGeometry),
     /// A record kind this build does not interpret (written by a newer producer).
     Other,
 }
@@ -280,6 +356,9 @@ impl Record {
             Record::Redaction(r) => r.from_ns,
             Record::Counts(c) => c.from_ns,
             Record::Paste(p) => p.mono_ns,
+            Record::Pointer(p) => p.mono_ns,
+            Record::Display(d) => d.mono_ns,
+            Record::Window(w) => w.mono_ns,
             Record::Policy(_) | Record::Other => 0,
         }
     }
@@ -290,4 +369,26 @@ pub fn monotonic_now_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)
+}
+
+/// Reads CLOCK_REALTIME - CLOCK_MONOTONIC in nanoseconds: add it to a `mono_ns` to get Unix time.
+pub fn realtime_offset_ns() -> i64 {
+    let read = |id| {
+        nix::time::clock_gettime(id)
+            .map(|t| t.tv_sec() * 1_000_000_000 + t.tv_nsec())
+            .unwrap_or(0)
+    };
+    // Bracket the realtime read with two monotonic reads, so a preemption between them shows
+    // as at most half their distance of error.
+    let m0 = read(nix::time::ClockId::CLOCK_MONOTONIC);
+    let r = read(nix::time::ClockId::CLOCK_REALTIME);
+    let m1 = read(nix::time::ClockId::CLOCK_MONOTONIC);
+    r - (m0 + (m1 - m0) / 2)
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), or "" when it cannot be read.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }

@@ -3,7 +3,10 @@
 //! SOCK_SEQPACKET packet; the collector decodes them as untrusted input with tight limits.
 
 use crate::codec::{fill_focus, read_focus, DecodeError};
-use crate::FocusInfo;
+use crate::screen_codec::{
+    fill_display, fill_pointer, fill_window, read_display, read_pointer, read_window,
+};
+use crate::{DisplayInfo, FocusInfo, PointerSample, WindowGeometry};
 use capnp::message::{Builder, ReaderOptions};
 use capnp::serialize;
 use imprint_schema as schema;
@@ -53,13 +56,19 @@ pub struct Verdict {
 }
 
 /// One message on the session socket.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SessionMessage {
     Focus(Box<FocusInfo>),
     Verdict(Verdict),
     /// Asks the collector to publish the BPF programs' counters into the ring header now
     /// (they are otherwise refreshed only when events flow). From any local user.
     Refresh,
+    /// Where the display server put the pointer (imprint-session → collector).
+    Pointer(PointerSample),
+    /// The session's screen layout, when it changes (imprint-session → collector).
+    Display(Box<DisplayInfo>),
+    /// The focused window moved or was resized (imprint-session → collector).
+    Window(WindowGeometry),
 }
 
 /// Connects to the session socket at `path` (one SOCK_SEQPACKET connection per sender).
@@ -108,6 +117,9 @@ pub fn encode_message(msg: &SessionMessage) -> Vec<u8> {
             b.set_classes(v.classes);
         }
         SessionMessage::Refresh => root.set_refresh(()),
+        SessionMessage::Pointer(p) => fill_pointer(root.init_pointer(), p),
+        SessionMessage::Display(d) => fill_display(root.init_display(), d),
+        SessionMessage::Window(w) => fill_window(root.init_window(), w),
     }
     let mut out = Vec::with_capacity(256);
     // Writing into a Vec cannot fail.
@@ -143,6 +155,11 @@ pub fn decode_message(mut packet: &[u8]) -> Result<SessionMessage, DecodeError> 
             })
         }
         schema::session_message::Which::Refresh(()) => SessionMessage::Refresh,
+        schema::session_message::Which::Pointer(p) => SessionMessage::Pointer(read_pointer(p?)),
+        schema::session_message::Which::Display(d) => {
+            SessionMessage::Display(Box::new(read_display(d?)?))
+        }
+        schema::session_message::Which::Window(w) => SessionMessage::Window(read_window(w?)),
     })
 }
 
@@ -173,7 +190,33 @@ mod tests {
             ring_epoch: 3,
             classes: class::POINTER,
         });
-        for m in [focus, verdict, SessionMessage::Refresh] {
+        let pointer = SessionMessage::Pointer(PointerSample {
+            mono_ns: 5,
+            x: 10.0,
+            y: 799.0,
+            trigger: crate::PointerTrigger::Release,
+            button: 1,
+            ..Default::default()
+        });
+        let display = SessionMessage::Display(Box::new(DisplayInfo {
+            server: "x11".into(),
+            width: 1280,
+            height: 800,
+            pointer: true,
+            ..Default::default()
+        }));
+        let window = SessionMessage::Window(WindowGeometry {
+            focus: 3,
+            ..Default::default()
+        });
+        for m in [
+            focus,
+            verdict,
+            SessionMessage::Refresh,
+            pointer,
+            display,
+            window,
+        ] {
             assert_eq!(decode_message(&encode_message(&m)).expect("decodes"), m);
         }
     }

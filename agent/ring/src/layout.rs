@@ -148,6 +148,10 @@ pub struct SessionCounters {
     pub scope_dropped: AtomicU64,
     /// Helpers that went away while their session was active.
     pub helpers_lost: AtomicU64,
+    /// Pointer samples from the session helper written to the ring.
+    pub pointer_samples: AtomicU64,
+    /// Pointer samples dropped because the ring stayed full.
+    pub pointer_dropped: AtomicU64,
 }
 
 /// The whole ring header.
@@ -215,6 +219,8 @@ pub struct RingStats {
     pub verdicts: u64,
     pub scope_dropped: u64,
     pub helpers_lost: u64,
+    pub pointer_samples: u64,
+    pub pointer_dropped: u64,
 }
 
 /// Name of a source code stored in `CollectorCounters::source`.

@@ -379,6 +379,8 @@ fn stats_of(h: &RingHeader, read_pos: u64) -> RingStats {
         verdicts: h.sessions.verdicts.load(Ordering::Relaxed),
         scope_dropped: h.sessions.scope_dropped.load(Ordering::Relaxed),
         helpers_lost: h.sessions.helpers_lost.load(Ordering::Relaxed),
+        pointer_samples: h.sessions.pointer_samples.load(Ordering::Relaxed),
+        pointer_dropped: h.sessions.pointer_dropped.load(Ordering::Relaxed),
     }
 }
 

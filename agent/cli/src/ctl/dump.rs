@@ -216,6 +216,17 @@ impl Printer {
                 }
                 Some(v)
             }
+            Record::Pointer(p) => tagged("pointer", &p),
+            Record::Display(d) => tagged("display", &*d),
+            Record::Window(w) => Some(json!({
+                "kind": "window",
+                "mono_ns": w.mono_ns,
+                "focus": w.focus,
+                "x": w.rect.x,
+                "y": w.rect.y,
+                "width": w.rect.width,
+                "height": w.rect.height,
+            })),
             Record::Gap(g) => Some(json!({
                 "kind": "gap",
                 "stage": g.stage.as_str(),
@@ -262,4 +273,13 @@ impl Printer {
             Record::Other => None,
         }
     }
+}
+
+/// `value`'s fields with `"kind": kind` first, for the screen records whose fields are dumped as
+/// they are.
+fn tagged(kind: &str, value: &impl serde::Serialize) -> Option<serde_json::Value> {
+    let mut fields = serde_json::to_value(value).ok()?;
+    let mut v = json!({ "kind": kind });
+    v.as_object_mut()?.append(fields.as_object_mut()?);
+    Some(v)
 }

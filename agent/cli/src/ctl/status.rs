@@ -323,6 +323,10 @@ fn print_ring_counters(r: &CaptureView) {
         if r.scope_closed { "closed" } else { "open" },
         r.scope_dropped
     );
+    println!(
+        "pointer:   {} positions from the display server, {} dropped by a full ring",
+        r.pointer_samples, r.pointer_dropped
+    );
 }
 
 fn print_ebpf(e: &EbpfStatus) {
