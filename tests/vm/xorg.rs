@@ -25,6 +25,10 @@ pub const SCREEN: (i32, i32) = (1280, 800);
 pub const DISPLAY: &str = ":0";
 /// Where [`start`] writes the configuration in the guest.
 pub const CONF_PATH: &str = "/etc/X11/imprint-xorg.conf";
+/// How long [`start`] waits for the server to list every input (about 3 s here under TCG).
+pub const START_TIMEOUT_S: u32 = 60;
+/// Guest RAM for a VM with the server in it.
+pub const MEMORY_MB: u32 = 1024;
 /// The server's log in the guest (`-logfile`).
 pub const LOG_PATH: &str = "/tmp/Xorg.0.log";
 
@@ -61,7 +65,11 @@ pub fn install(fs: &mut Initramfs) -> Result<()> {
 /// A VM with the X server installed (and a longer timeout: it takes a few seconds to start
 /// under TCG).
 pub fn vm(name: &str) -> Result<Vm> {
-    let mut vm = Vm::new(name).timeout(std::time::Duration::from_secs(180));
+    // 512 MB is not enough: the unpacked initramfs (about 35 MB, twice while it is unpacked)
+    // plus the server's framebuffer and keymap compilation ran out of memory.
+    let mut vm = Vm::new(name)
+        .timeout(std::time::Duration::from_secs(180))
+        .memory_mb(MEMORY_MB);
     install(vm.initramfs())?;
     Ok(vm)
 }
@@ -95,9 +103,10 @@ impl Input {
         }
     }
 
-    /// The stable path [`start`] links to the device's event node; the configuration names it.
-    pub fn link(index: usize) -> String {
-        format!("/dev/input/imprint-x{index}")
+    /// What [`start`] passes to [`conf`] for input `index`, and replaces in the guest with the
+    /// device's event node once it has found it.
+    fn placeholder(index: usize) -> String {
+        format!("@imprint-xorg-device-{index}@")
     }
 
     /// The udev database entry libinput needs to take the device.
@@ -113,12 +122,17 @@ impl Input {
 
 /// The server's configuration: the dummy driver at 1280x800, no hot-plugging, no VT switching,
 /// no screen blanking, and one libinput `InputDevice` per input (the first pointer and the
-/// first keyboard are the core devices). Device `i` is read from [`Input::link`]`(i)`.
-pub fn conf(inputs: &[Input]) -> String {
+/// first keyboard are the core devices). Input `i` is read from `devices[i]`, its event node
+/// itself (`/dev/input/eventN`): xf86-input-libinput finds the device libinput asks it to open
+/// by comparing that path with its `Device` option, and libinput asks for the node udev names,
+/// never a symlink to it ("Failed to look up path").
+pub fn conf(inputs: &[Input], devices: &[String]) -> String {
     let (w, h) = SCREEN;
     let mut out = format!(
         r#"Section "ServerFlags"
     Option "AutoAddDevices" "off"
+    # Unflushed, the log stops at a 4 KiB boundary, which hides the end of a failed start.
+    Option "Log" "flush"
     Option "DontVTSwitch" "on"
     Option "DontZap" "on"
     Option "BlankTime" "0"
@@ -174,7 +188,7 @@ EndSection
             "\nSection \"InputDevice\"\n    Identifier {name}\n    Driver \"libinput\"\n    \
              Option \"Device\" \"{link}\"\n{extra}EndSection\n",
             name = conf_string(&input.name),
-            link = Input::link(i),
+            link = devices.get(i).map_or("", String::as_str),
         ));
     }
     out.push_str("\nSection \"ServerLayout\"\n    Identifier \"layout\"\n    Screen \"screen\"\n");
@@ -200,8 +214,8 @@ fn conf_string(s: &str) -> String {
 }
 
 /// A guest shell snippet, to run once the uinput devices exist: finds each input's event node
-/// by name under /sys/class/input (waiting up to 10 s), links it to [`Input::link`], writes
-/// its udev database entry, writes [`conf`] to [`CONF_PATH`], starts `Xorg :0` in the
+/// by name under /sys/class/input (waiting up to 10 s), writes its udev database entry, writes
+/// [`conf`] with the nodes it found to [`CONF_PATH`], starts `Xorg :0` in the
 /// background (`$xorg_pid`), waits up to 60 s until `xinput list` names every input, and
 /// exports `DISPLAY=:0`. If the server does not come up, it prints its log as section
 /// `xorg-log` and exits 1.
@@ -229,26 +243,33 @@ mkdir -p /run/udev/data /var/lib/xkb /tmp/.X11-unix /etc/X11
     for (i, input) in inputs.iter().enumerate() {
         out.push_str(&format!(
             "xorg_ev=$(xorg_find {name}) || exit 1\n\
-             ln -sf /dev/input/$xorg_ev {link}\n\
+             xorg_dev{i}=/dev/input/$xorg_ev\n\
              printf '{data}' > /run/udev/data/c$(cat /sys/class/input/$xorg_ev/dev)\n\
              echo \"xorg: \"{name}\" is /dev/input/$xorg_ev\"\n",
             name = shell_quote(&input.name),
-            link = Input::link(i),
             data = input.udev_data(),
         ));
     }
+    let placeholders: Vec<String> = (0..inputs.len()).map(Input::placeholder).collect();
     out.push_str(&format!(
         "cat > {CONF_PATH} <<'XORG_CONF_EOF'\n{}XORG_CONF_EOF\n",
-        conf(inputs)
+        conf(inputs, &placeholders)
     ));
+    for (i, placeholder) in placeholders.iter().enumerate() {
+        out.push_str(&format!(
+            "sed -i \"s|{placeholder}|$xorg_dev{i}|\" {CONF_PATH}\n"
+        ));
+    }
     out.push_str(&format!(
-        r#"Xorg {DISPLAY} -nolisten tcp -noreset -novtswitch -config {CONF_PATH} -logfile {LOG_PATH} vt2 \
+        r#"{XORG} {DISPLAY} -nolisten tcp -noreset -novtswitch -config {CONF_PATH} -logfile {LOG_PATH} vt2 \
     > /tmp/Xorg.out 2>&1 &
 xorg_pid=$!
 export DISPLAY={DISPLAY}
+xorg_t0=$(cut -d. -f1 /proc/uptime)
 xorg_i=0
 while :; do
-    xorg_names=$(xinput list --name-only 2>/dev/null)
+    # A client that connects while the server still initialises waits for it: bound each try.
+    xorg_names=$(timeout 5 xinput list --name-only 2>/dev/null)
     xorg_missing=""
 "#
     ));
@@ -258,20 +279,27 @@ while :; do
             name = shell_quote(&input.name)
         ));
     }
-    out.push_str(
+    out.push_str(&format!(
         r#"    if [ -n "$xorg_names" ] && [ -z "$xorg_missing" ]; then break; fi
     xorg_i=$((xorg_i + 1))
-    if [ $xorg_i -gt 600 ] || ! kill -0 $xorg_pid 2>/dev/null; then
-        echo "xorg: the server did not come up with every input (missing:$xorg_missing)"
+    xorg_t=$(( $(cut -d. -f1 /proc/uptime) - xorg_t0 ))
+    if [ $xorg_t -gt {START_TIMEOUT_S} ] || ! kill -0 $xorg_pid 2>/dev/null; then
+        echo "xorg: the server did not come up with every input within $xorg_t s (missing:$xorg_missing)"
         cat /tmp/Xorg.out
-        section xorg-log /tmp/Xorg.0.log
+        # Where a server that is still alive waits, and what it has open.
+        ps
+        echo "xorg: wchan $(cat /proc/$xorg_pid/wchan 2>/dev/null), syscall $(cat /proc/$xorg_pid/syscall 2>/dev/null)"
+        ls -l /proc/$xorg_pid/fd 2>/dev/null
+        for t in /proc/$xorg_pid/task/*; do echo "xorg: thread $t $(cat $t/comm) $(cat $t/wchan)"; done
+        timeout 5 xinput list; echo "xorg: xinput list: $?"
+        section xorg-log {LOG_PATH}
         exit 1
     fi
     sleep 0.1
 done
-echo "xorg: up after $xorg_i polls"
-"#,
-    );
+echo "xorg: up after $xorg_t s ($xorg_i polls)"
+"#
+    ));
     out
 }
 
@@ -302,7 +330,8 @@ pub fn mouse_location(text: &str) -> Result<(i32, i32)> {
     Ok((field("x:")?, field("y:")?))
 }
 
-/// One event as `xinput test-xi2` prints it.
+/// One event as `xinput test-xi2` prints it. There is no timestamp: xinput 1.6.3 does not
+/// print the event's server time, so events can be matched only by order, kind and place.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Xi2Event {
     /// The XI2 event type number (2 KeyPress, 4 ButtonPress, 6 Motion, 15 RawButtonPress...).
@@ -318,20 +347,22 @@ pub struct Xi2Event {
     pub detail: Option<u32>,
     /// The `flags:` line (e.g. `emulated` for wheel buttons made from smooth scrolling).
     pub flags: String,
-    /// Root window coordinates, for device events.
-    pub root: Option<(f64, f64)>,
+    /// Root window coordinates (fractional for sub-pixel motion), for device events; raw and
+    /// hierarchy events have none.
+    pub root_x: Option<f64>,
+    pub root_y: Option<f64>,
 }
 
 impl Xi2Event {
     /// Delivered for a master device (as a client that selects on the core devices sees it),
     /// as opposed to a copy for the slave that produced it.
-    pub fn from_master(&self) -> bool {
+    pub fn for_master(&self) -> bool {
         self.device.is_some() && self.device != self.source
     }
 
     /// Root coordinates as whole pixels, if they are whole.
     pub fn root_px(&self) -> Option<(i32, i32)> {
-        let (x, y) = self.root?;
+        let (x, y) = (self.root_x?, self.root_y?);
         (x.fract() == 0.0 && y.fract() == 0.0).then_some((x as i32, y as i32))
     }
 }
@@ -358,7 +389,8 @@ pub fn xi2_events(text: &str) -> Vec<Xi2Event> {
                 source: None,
                 detail: None,
                 flags: String::new(),
-                root: None,
+                root_x: None,
+                root_y: None,
             });
             continue;
         }
@@ -377,9 +409,10 @@ pub fn xi2_events(text: &str) -> Vec<Xi2Event> {
         } else if let Some(rest) = line.strip_prefix("flags:") {
             event.flags = rest.trim().to_owned();
         } else if let Some(rest) = line.strip_prefix("root: ") {
-            event.root = rest
-                .split_once('/')
-                .and_then(|(x, y)| Some((x.trim().parse().ok()?, y.trim().parse().ok()?)));
+            if let Some((x, y)) = rest.split_once('/') {
+                event.root_x = x.trim().parse().ok();
+                event.root_y = y.trim().parse().ok();
+            }
         }
     }
     events.extend(current);
@@ -428,28 +461,35 @@ EVENT type 4 (ButtonPress)
         let events = xi2_events(text);
         assert_eq!(events.len(), 3);
         assert_eq!(events[0].kind, "RawButtonPress");
-        assert_eq!(events[0].root, None);
+        assert_eq!((events[0].root_x, events[0].root_y), (None, None));
         assert_eq!(events[1].type_id, 4);
         assert_eq!(events[1].kind, "ButtonPress");
         assert_eq!((events[1].device, events[1].source), (Some(2), Some(11)));
         assert_eq!(events[1].detail, Some(1));
         assert_eq!(events[1].root_px(), Some((433, 30)));
-        assert!(events[1].from_master());
-        assert!(!events[2].from_master());
+        assert!(events[1].for_master());
+        assert!(!events[2].for_master());
         assert_eq!(events[2].flags, "emulated");
-        assert_eq!(events[2].root, Some((433.5, 30.25)));
+        assert_eq!(
+            (events[2].root_x, events[2].root_y),
+            (Some(433.5), Some(30.25))
+        );
         assert_eq!(events[2].root_px(), None);
     }
 
     #[test]
     fn conf_has_a_section_per_input_and_core_roles() {
-        let conf = conf(&[
-            Input::pointer("p1"),
-            Input::keyboard("k1"),
-            Input::pointer("p2"),
-        ]);
+        let devices: Vec<String> = (3..6).map(|n| format!("/dev/input/event{n}")).collect();
+        let conf = conf(
+            &[
+                Input::pointer("p1"),
+                Input::keyboard("k1"),
+                Input::pointer("p2"),
+            ],
+            &devices,
+        );
         assert!(conf.contains("Option \"AutoAddDevices\" \"off\""));
-        assert!(conf.contains("Option \"Device\" \"/dev/input/imprint-x2\""));
+        assert!(conf.contains("Option \"Device\" \"/dev/input/event5\""));
         assert_eq!(conf.matches("Section \"InputDevice\"").count(), 3);
         assert_eq!(conf.matches("\"AccelProfile\" \"flat\"").count(), 2);
         assert!(conf.contains("InputDevice \"p1\" \"CorePointer\""));
@@ -618,7 +658,7 @@ exit $driver_rc
     let of = |source: u32, kinds: &[&str], emulated: bool| -> Vec<(String, u32, (i32, i32))> {
         events
             .iter()
-            .filter(|e| e.from_master() && e.source == Some(source))
+            .filter(|e| e.for_master() && e.source == Some(source))
             .filter(|e| kinds.contains(&e.kind.as_str()))
             .filter(|e| e.flags.contains("emulated") == emulated)
             .map(|e| match (e.detail, e.root_px()) {
