@@ -493,6 +493,13 @@ impl Vm {
         self
     }
 
+    /// The guest's RAM (`qemu -m`), 512 MB unless set. The initramfs lives in it, unpacked, next
+    /// to everything the test runs.
+    pub fn memory_mb(mut self, mb: u32) -> Self {
+        self.memory_mb = mb;
+        self
+    }
+
     /// Builds what is needed, boots, runs the script and collects the console. Errors (as
     /// opposed to test failures) are problems of the harness or the host: missing packages, a
     /// failed build, QEMU not starting, the timeout.

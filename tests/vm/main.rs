@@ -6,6 +6,7 @@ mod ebpf;
 mod harness;
 mod policy;
 mod scope;
+mod xorg;
 
 use std::path::{Path, PathBuf};
 

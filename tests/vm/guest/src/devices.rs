@@ -161,6 +161,27 @@ impl Driven {
     pub fn wheel(&mut self, detents: i32) -> Result<()> {
         self.report(&[(EventType::RELATIVE, RelativeAxisCode::REL_WHEEL.0, detents)])
     }
+
+    /// Wheel detents the way a high-resolution wheel mouse reports them: the classic axis
+    /// (`REL_WHEEL`, or `REL_HWHEEL` when `horizontal`) and its hi-res twin (120 per detent)
+    /// in one report. Vertical +1 is up, horizontal +1 is right.
+    pub fn wheel_hires(&mut self, detents: i32, horizontal: bool) -> Result<()> {
+        let (lo, hi) = if horizontal {
+            (
+                RelativeAxisCode::REL_HWHEEL,
+                RelativeAxisCode::REL_HWHEEL_HI_RES,
+            )
+        } else {
+            (
+                RelativeAxisCode::REL_WHEEL,
+                RelativeAxisCode::REL_WHEEL_HI_RES,
+            )
+        };
+        self.report(&[
+            (EventType::RELATIVE, lo.0, detents),
+            (EventType::RELATIVE, hi.0, detents * 120),
+        ])
+    }
 }
 
 fn input_id(product: u16) -> InputId {
@@ -208,6 +229,36 @@ pub fn mouse(step: Duration) -> Result<Driven> {
         .build()
         .context("creating the uinput mouse")?;
     finish(dev, MOUSE_NAME, step)
+}
+
+/// A three-button mouse with vertical and horizontal wheels and their hi-res axes
+/// (`REL_WHEEL_HI_RES`, `REL_HWHEEL_HI_RES`), like most current wheel mice.
+pub fn pointer_named(name: &str, step: Duration) -> Result<Driven> {
+    let buttons: AttributeSet<KeyCode> =
+        [KeyCode::BTN_LEFT, KeyCode::BTN_RIGHT, KeyCode::BTN_MIDDLE]
+            .into_iter()
+            .collect();
+    let axes: AttributeSet<RelativeAxisCode> = [
+        RelativeAxisCode::REL_X,
+        RelativeAxisCode::REL_Y,
+        RelativeAxisCode::REL_WHEEL,
+        RelativeAxisCode::REL_HWHEEL,
+        RelativeAxisCode::REL_WHEEL_HI_RES,
+        RelativeAxisCode::REL_HWHEEL_HI_RES,
+    ]
+    .into_iter()
+    .collect();
+    let dev = VirtualDevice::builder()
+        .context("opening /dev/uinput (is uinput.ko loaded?)")?
+        .name(name)
+        .input_id(input_id(0x0004))
+        .with_keys(&buttons)
+        .context("setting pointer buttons")?
+        .with_relative_axes(&axes)
+        .context("setting pointer axes")?
+        .build()
+        .context("creating the uinput pointer")?;
+    finish(dev, name, step)
 }
 
 fn finish(mut dev: VirtualDevice, name: &str, step: Duration) -> Result<Driven> {

@@ -8,6 +8,7 @@
 mod devices;
 mod drive;
 mod keymap;
+mod pointer;
 mod raw;
 mod record;
 
@@ -142,6 +143,39 @@ enum Command {
         /// index and count of its events in `--sent`.
         #[arg(long)]
         marks: PathBuf,
+    },
+    /// Create a wheel mouse and a keyboard, write their event nodes to `--nodes`, wait until
+    /// `--go` exists (so a server can be started on them first), then follow a pointer script
+    /// (see `pointer.rs`): `move DX DY`, `press|release|click BTN`, `drag BTN DX DY STEPS`,
+    /// `scroll N`, `hscroll N`, `type TEXT`, `key KEY`, `chord KEY+KEY`, `sleep MS`,
+    /// `exec CMD`.
+    PointerScript {
+        #[arg(long)]
+        script: PathBuf,
+        #[arg(long, default_value = devices::MOUSE_NAME)]
+        mouse_name: String,
+        #[arg(long, default_value = devices::KEYBOARD_NAME)]
+        keyboard_name: String,
+        /// Written once both devices exist: `mouse /dev/input/eventN` and
+        /// `keyboard /dev/input/eventM`, one a line.
+        #[arg(long)]
+        nodes: Option<PathBuf>,
+        /// Wait until this file exists before the first step.
+        #[arg(long)]
+        go: Option<PathBuf>,
+        /// Longest wait for `--go`, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+        /// Keep the devices alive this long after the last step.
+        #[arg(long, default_value_t = 300)]
+        linger_ms: u64,
+        /// Every event sent (without SYN_REPORT), mouse first, one JSON object per line.
+        #[arg(long)]
+        sent: Option<PathBuf>,
+        /// One JSON line per step: its line, from_ns, to_ns (CLOCK_MONOTONIC), and which
+        /// device's events (`dev`, `first`, `count` in that device's part of `--sent`).
+        #[arg(long)]
+        marks: Option<PathBuf>,
     },
     /// Print the /dev/input/eventN node of the device with this name.
     Find { name: String },
@@ -298,6 +332,57 @@ fn run(cli: Cli) -> Result<()> {
             }
             std::fs::write(&marks, lines)
                 .with_context(|| format!("writing {}", marks.display()))?;
+            result
+        }
+        Command::PointerScript {
+            script,
+            mouse_name,
+            keyboard_name,
+            nodes,
+            go,
+            timeout_s,
+            linger_ms,
+            sent,
+            marks,
+        } => {
+            let text = std::fs::read_to_string(&script)
+                .with_context(|| format!("reading {}", script.display()))?;
+            let steps = pointer::parse(&text)?;
+            let mut mouse = devices::pointer_named(&mouse_name, pointer::MOTION_STEP)?;
+            let mut kb = devices::keyboard_named(&keyboard_name, Duration::from_millis(40))?;
+            let listing = format!(
+                "mouse {}\nkeyboard {}\n",
+                mouse.node().display(),
+                kb.node().display()
+            );
+            eprint!("imprint-vm-guest: pointer-script devices:\n{listing}");
+            if let Some(path) = &nodes {
+                // Written whole under another name first, so a reader never sees half of it.
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, &listing)
+                    .with_context(|| format!("writing {}", partial.display()))?;
+                std::fs::rename(&partial, path)
+                    .with_context(|| format!("renaming to {}", path.display()))?;
+            }
+            if let Some(go) = &go {
+                let deadline = std::time::Instant::now() + Duration::from_secs(timeout_s);
+                while !go.exists() {
+                    if std::time::Instant::now() > deadline {
+                        bail!("{} did not appear within {timeout_s} s", go.display());
+                    }
+                    sleep(Duration::from_millis(20));
+                }
+            }
+            let mut lines = String::new();
+            let result = pointer::run(&mut mouse, &mut kb, &steps, &mut lines);
+            sleep(Duration::from_millis(linger_ms));
+            if let Some(path) = &sent {
+                write_sent(path, &[&mouse, &kb])?;
+            }
+            if let Some(path) = &marks {
+                std::fs::write(path, lines)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             result
         }
         Command::Find { name } => {
