@@ -134,6 +134,7 @@ struct Scroll {
     detents: i64,
     hi_res: i64,
     saw_detent: bool,
+    saw_hi_res: bool,
     at: Result<Found, String>,
 }
 
@@ -634,6 +635,7 @@ impl Builder<'_> {
                 detents: 0,
                 hi_res: 0,
                 saw_detent: false,
+                saw_hi_res: false,
                 at,
             });
         }
@@ -645,7 +647,10 @@ impl Builder<'_> {
                     s.detents += i64::from(e.value);
                     s.saw_detent = true;
                 }
-                _ => s.hi_res += i64::from(e.value),
+                _ => {
+                    s.hi_res += i64::from(e.value);
+                    s.saw_hi_res = true;
+                }
             }
         }
     }
@@ -667,7 +672,7 @@ impl Builder<'_> {
         } else {
             s.hi_res / 120
         });
-        a.scroll_hi_res = Some(s.hi_res);
+        a.scroll_hi_res = s.saw_hi_res.then_some(s.hi_res);
         self.place(&mut a, &s.at);
         self.push(a);
     }

@@ -382,6 +382,9 @@ impl Exporter {
             );
             let mut row = acc.row;
             row.session_id = session_id.clone();
+            if !acc.has_display {
+                row.pointer_unavailable_reason = Some("no_pointer_source".into());
+            }
             row.machine_id = key.id("machine", &self.opts.machine);
             row.subject_id = acc
                 .uid

@@ -358,6 +358,10 @@ fn wheel_events_become_scrolls_with_detents_and_hi_res() {
     );
     assert_eq!(scrolls[1].scroll_detents, Some(1));
     assert_eq!(
+        scrolls[1].scroll_hi_res, None,
+        "the device sent no hi-res values"
+    );
+    assert_eq!(
         scrolls[1].position_unavailable.as_deref(),
         Some("no_pointer_sample")
     );
