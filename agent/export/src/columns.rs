@@ -451,3 +451,34 @@ mod tests {
         assert!(rect.is_valid(0) && rect.is_null(1));
     }
 }
+
+#[cfg(test)]
+mod schema_doc {
+    use super::*;
+
+    /// SCHEMA.md lists every column of every table, with its nullability, and nothing else.
+    #[test]
+    fn the_schema_document_lists_every_column() {
+        let doc = include_str!("../SCHEMA.md");
+        for (table, schema) in schemas().expect("schemas") {
+            let heading = format!("## {table}\n");
+            let start = doc.find(&heading).unwrap_or_else(|| panic!("no {heading}"));
+            let section = &doc[start + heading.len()..];
+            let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+            let documented: Vec<(String, bool)> = section
+                .lines()
+                .filter_map(|l| {
+                    let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                    let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                    Some((name.to_owned(), *cells.get(3)? == "yes"))
+                })
+                .collect();
+            let actual: Vec<(String, bool)> = schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.is_nullable()))
+                .collect();
+            assert_eq!(documented, actual, "SCHEMA.md, table {table}");
+        }
+    }
+}
