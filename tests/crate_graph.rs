@@ -42,6 +42,9 @@ const FORBIDDEN: &[&str] = &[
     "imprint-config",
     "imprint-session",
     "imprint-spool",
+    "imprint-export",
+    "parquet",
+    "arrow-array",
 ];
 
 #[test]

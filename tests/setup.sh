@@ -10,12 +10,13 @@
 #   dbus-daemon      a real session bus for the GNOME/KDE focus reporter tests
 #   i3lock xsecurelock   real X screen lockers that take no EWMH focus (tests/session_lock.rs)
 #   at-spi2-core python3-gi gir1.2-gtk-3.0   the AT-SPI bus and registry, and a real GTK 3 password entry (tests/session_atspi.rs)
+#   python3-venv     the venv (target/pyenv) with pandas, pyarrow and datasets for the export loader test (tests/export.rs)
 #   dunst            a real notification server (and dunstctl) for the login notice (tests/session_notice.rs)
 #   llvm-22-dev      LLVM for bpf-linker (it must match nightly rustc's LLVM 22)
 # and, for the eBPF programs (built by agent/build.rs with aya-build):
 #   the nightly toolchain with rust-src, and bpf-linker built against LLVM 22 (about 3 minutes).
 set -euo pipefail
-pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool x11-xkb-utils sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo xserver-xorg-core xserver-xorg-input-libinput xserver-xorg-video-dummy xinput at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock dunst)
+pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool x11-xkb-utils sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo xserver-xorg-core xserver-xorg-input-libinput xserver-xorg-video-dummy xinput at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock dunst python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -39,5 +40,13 @@ fi
 if ! command -v bpf-linker >/dev/null 2>&1; then
     echo "tests/setup.sh: building bpf-linker against LLVM 22 (about 3 minutes)"
     LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features --features llvm-22
+fi
+# The export loader test (tests/export.rs runs tests/python/load_export.py) loads the export
+# with pandas, pyarrow and Hugging Face datasets, from PyPI into a venv under target/.
+venv="$(cd "$(dirname "$0")/.." && pwd)/target/pyenv"
+if ! "$venv/bin/python" -c "import pandas, pyarrow, datasets" >/dev/null 2>&1; then
+    echo "tests/setup.sh: creating $venv with pandas, pyarrow and datasets"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check pandas pyarrow datasets
 fi
 echo "tests/setup.sh: test dependencies present"

@@ -1,8 +1,9 @@
 //! The `imprint` command line: the daemons (`collector`, `agent`, or both as `run`) and the
-//! tools that read what they wrote (`dump`, `verify`, `status`).
+//! tools that read what they wrote (`dump`, `verify`, `export`, `status`).
 
 mod daemons;
 mod dump;
+mod export;
 mod policy;
 mod status;
 mod verify;
@@ -69,6 +70,9 @@ enum Command {
     Dump,
     /// Check every segment and frame; exit non-zero on corruption.
     Verify,
+    /// Write the spool as the sessions, actions and events tables (Parquet or JSONL) with a
+    /// manifest, for training pipelines.
+    Export(export::ExportArgs),
     /// Pause capture: the collector closes the in-kernel gate (evdev: drops events) until
     /// `imprint resume`. The pause survives a collector restart.
     Pause,
@@ -148,6 +152,7 @@ pub fn main() -> i32 {
         Command::Agent { exit_when_closed } => daemons::agent(&loc, exit_when_closed),
         Command::Dump => dump::run(&loc),
         Command::Verify => verify::run(&loc),
+        Command::Export(args) => export::run(&loc, args),
         Command::Status {
             json,
             prometheus,
