@@ -13,7 +13,7 @@
 //! kernel input events carry, so each sample also says when the server saw its event.
 
 use crate::reporter::Update;
-use crate::x11::{connect, BorrowedFd};
+use crate::x11::{connect, window_rect, BorrowedFd};
 use crate::FocusError;
 use imprint_record::{
     monotonic_now_ns, DisplayInfo, Monitor, PointerSample, PointerTrigger, WindowGeometry,
@@ -420,37 +420,23 @@ impl Watcher<'_> {
                 w,
                 &ChangeWindowAttributesAux::new().event_mask(EventMask::STRUCTURE_NOTIFY),
             );
-            self.active_rect = self.rect(w).ok();
+            self.active_rect = self.rect(w);
         }
         Ok(())
     }
 
-    fn rect(&self, win: Window) -> Result<WindowRect, FocusError> {
-        let geo = self
-            .conn
-            .get_geometry(win)
-            .map_err(xerr)?
-            .reply()
-            .map_err(xerr)?;
-        let origin = self
-            .conn
-            .translate_coordinates(win, self.root, 0, 0)
-            .map_err(xerr)?
-            .reply()
-            .map_err(xerr)?;
-        Ok(WindowRect {
-            x: i32::from(origin.dst_x),
-            y: i32::from(origin.dst_y),
-            width: u32::from(geo.width),
-            height: u32::from(geo.height),
-        })
+    /// The window's rectangle, `None` when it is gone or cannot be read.
+    fn rect(&self, win: Window) -> Option<WindowRect> {
+        window_rect(self.conn, self.root, win)
+            .ok()
+            .filter(|r| *r != WindowRect::default())
     }
 
     async fn report_window(&mut self, tx: &mpsc::Sender<Update>) -> Result<(), FocusError> {
         let Some(win) = self.active else {
             return Ok(());
         };
-        let Ok(rect) = self.rect(win) else {
+        let Some(rect) = self.rect(win) else {
             return Ok(());
         };
         if self.active_rect == Some(rect) {

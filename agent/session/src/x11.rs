@@ -123,6 +123,36 @@ pub(crate) fn client_pid(conn: &RustConnection, win: Window) -> Result<Option<u3
         .filter(|&p| p != 0))
 }
 
+/// `win`'s rectangle on `root`: its size from GetGeometry, its origin from TranslateCoordinates
+/// (GetGeometry's x/y are relative to a reparenting WM's frame). All zero if the window is gone.
+pub(crate) fn window_rect(
+    conn: &RustConnection,
+    root: Window,
+    win: Window,
+) -> Result<imprint_record::WindowRect, FocusError> {
+    let gone = imprint_record::WindowRect::default();
+    let geo = match conn.get_geometry(win).map_err(xerr)?.reply() {
+        Ok(g) => g,
+        Err(ReplyError::X11Error(_)) => return Ok(gone),
+        Err(e) => return Err(xerr(e)),
+    };
+    let at = match conn
+        .translate_coordinates(win, root, 0, 0)
+        .map_err(xerr)?
+        .reply()
+    {
+        Ok(t) => t,
+        Err(ReplyError::X11Error(_)) => return Ok(gone),
+        Err(e) => return Err(xerr(e)),
+    };
+    Ok(imprint_record::WindowRect {
+        x: at.dst_x.into(),
+        y: at.dst_y.into(),
+        width: geo.width.into(),
+        height: geo.height.into(),
+    })
+}
+
 pub(crate) fn connect(
     display: &str,
     xauth: &[PathBuf],
@@ -395,31 +425,8 @@ impl Tracker<'_> {
         send(tx, Report::Window(w)).await
     }
 
-    /// The window's rectangle on the root: its size from GetGeometry, its origin from
-    /// TranslateCoordinates (GetGeometry's x/y are relative to a reparenting WM's frame).
     fn rect(&self, win: Window) -> Result<imprint_record::WindowRect, FocusError> {
-        let gone = imprint_record::WindowRect::default();
-        let geo = match self.conn.get_geometry(win).map_err(xerr)?.reply() {
-            Ok(g) => g,
-            Err(x11rb::errors::ReplyError::X11Error(_)) => return Ok(gone),
-            Err(e) => return Err(xerr(e)),
-        };
-        let at = match self
-            .conn
-            .translate_coordinates(win, self.root, 0, 0)
-            .map_err(xerr)?
-            .reply()
-        {
-            Ok(t) => t,
-            Err(x11rb::errors::ReplyError::X11Error(_)) => return Ok(gone),
-            Err(e) => return Err(xerr(e)),
-        };
-        Ok(imprint_record::WindowRect {
-            x: at.dst_x.into(),
-            y: at.dst_y.into(),
-            width: geo.width.into(),
-            height: geo.height.into(),
-        })
+        window_rect(self.conn, self.root, win)
     }
 
     fn xres_pid(&self, win: Window) -> Result<Option<u32>, FocusError> {
