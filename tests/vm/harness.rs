@@ -24,6 +24,8 @@ use anyhow::{anyhow, bail, Context, Result};
 pub const GUEST_PACKAGE: &str = "imprint-vm-guest";
 /// The agent, for the tests that run it.
 pub const IMPRINT_PACKAGE: &str = "imprint";
+/// The per-session helper's package (and binary).
+pub const SESSION_PACKAGE: &str = "imprint-session";
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 const INSTALL_HINT: &str = "install them with: \
@@ -237,6 +239,10 @@ pub fn build(packages: &[&str]) -> Result<PathBuf> {
         cmd.env_remove(var);
     }
     cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    // The initramfs is unpacked into the guest's RAM: debug info (hundreds of MB once the CLI
+    // links Arrow and Parquet) would not fit, and panics still name their location without it.
+    cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "0");
+    cmd.env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     // The eBPF tests must never silently test a binary built without eBPF.
     cmd.env("IMPRINT_REQUIRE_EBPF", "1");
     let started = Instant::now();
@@ -471,6 +477,12 @@ impl Vm {
         self
     }
 
+    /// Also build and install `imprint-session` as `/bin/imprint-session`.
+    pub fn with_session(mut self) -> Self {
+        self.packages.push(SESSION_PACKAGE);
+        self
+    }
+
     /// Adds a file to the guest.
     pub fn file(mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> Self {
         self.initramfs.file(path, data, mode);
@@ -536,8 +548,9 @@ impl Vm {
         let dir = vm_dir().join("runs");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let initrd = dir.join(format!("{}.cpio", self.name));
-        std::fs::write(&initrd, fs.to_cpio())
-            .with_context(|| format!("writing {}", initrd.display()))?;
+        let cpio = fs.to_cpio();
+        let initrd_mib = cpio.len() as f64 / (1024.0 * 1024.0);
+        std::fs::write(&initrd, cpio).with_context(|| format!("writing {}", initrd.display()))?;
         let log = dir.join(format!("{}.log", self.name));
 
         let started = Instant::now();
@@ -547,9 +560,10 @@ impl Vm {
         std::fs::write(&log, &console).with_context(|| format!("writing {}", log.display()))?;
         let run = VmRun::parse(console, log, started.elapsed());
         eprintln!(
-            "vm: {} ran in {:.1}s (console log: {})",
+            "vm: {} ran in {:.1}s ({initrd_mib:.1} MiB initramfs, {} MB RAM; console log: {})",
             self.name,
             run.elapsed.as_secs_f64(),
+            self.memory_mb,
             run.log.display()
         );
         if timed_out {
