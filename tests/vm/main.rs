@@ -2,6 +2,7 @@
 //!
 //! Run with `cargo test -p imprint-tests --test vm`; see `tests/vm/README.md`.
 
+mod dataset;
 mod ebpf;
 mod harness;
 mod policy;
