@@ -16,11 +16,12 @@
 
 mod common;
 
+use common::xserver::{xvfb_with, Kill};
 use common::{imprint_bin, recording, synthetic_recording, wait_until, workspace_bin};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const COLLECTOR_UID: u32 = 61001;
@@ -33,14 +34,6 @@ const SHARED_GID: u32 = 61010;
 const T: Duration = Duration::from_secs(30);
 /// CAP_BPF (39) and CAP_PERFMON (38).
 const COLLECTOR_CAPS: u64 = (1 << 38) | (1 << 39);
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn chown(path: &Path, uid: u32, gid: u32, mode: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
@@ -103,46 +96,6 @@ fn cap_eff(pid: u32) -> u64 {
         .expect("CapEff")
         .trim();
     u64::from_str_radix(hex, 16).expect("hex")
-}
-
-/// A real Xvfb on a display it picks itself (`-displayfd`): tests run in parallel, and two
-/// that chose "the first free number" at once would share one server. Returns it and `:N`.
-fn xvfb() -> (Kill, String) {
-    use std::io::BufRead;
-    // `-ac`: the helper and the xterm run as another user than the server's.
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-ac",
-            "-noreset",
-            "-nolisten",
-            "tcp",
-            "-screen",
-            "0",
-            "640x480x24",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn Xvfb (apt-get install xvfb)");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("piped stdout");
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("Xvfb prints its display number");
-    let display = format!(":{}", line.trim());
-    assert!(display.len() > 1, "Xvfb printed no display number");
-    wait_until("Xvfb to answer", T, || {
-        Command::new("xprop")
-            .args(["-display", &display, "-root", "-len", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()
-            .filter(|s| s.success())
-    });
-    (Kill(child), display)
 }
 
 fn x(display: &str, args: &[&str]) -> String {
@@ -212,7 +165,8 @@ level = "full"
     chown(&config, 0, 0, 0o644);
     let cfg = config.to_str().expect("utf-8");
 
-    let (_x, display) = xvfb();
+    // `-ac`: the helper and the xterm run as another user than the server's.
+    let (_x, display) = xvfb_with("640x480x24", &["-ac"]);
     // The third user's terminal, with the program under test in its pty.
     let _xterm = Kill(
         setpriv(USER_UID, USER_UID, "")

@@ -7,116 +7,14 @@
 
 mod common;
 
+use common::xserver::{activate, client, one_at_a_time, window_of, xvfb, xvfb_on};
 use common::{spawn_focus, wait_until, FocusRun};
 use imprint_session::{FocusConfig, TrackerKind};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(15);
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A display number no other test in this process (or other X server on the machine) uses:
-/// tests run in parallel, so numbers are handed out once, from a shared counter.
-/// The tests here run one at a time: in parallel under load, one test's X clients were seen
-/// not to appear within the deadline, and serial runs take only a few seconds more.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn free_display() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(100);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        assert!(n < 400, "no free X display number");
-        if !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            return n;
-        }
-    }
-}
-
-fn xvfb(n: u32) -> Kill {
-    let child = Command::new("Xvfb")
-        .arg(format!(":{n}"))
-        // -noreset: by default Xvfb resets when its last client leaves (the readiness xprop
-        // below), and a client connecting during that reset fails to open the display.
-        .args(["-noreset", "-nolisten", "tcp", "-screen", "0", "640x480x24"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn Xvfb (apt-get install xvfb)");
-    let sock = format!("/tmp/.X11-unix/X{n}");
-    wait_until("Xvfb's socket", T, || {
-        Path::new(&sock).exists().then_some(())
-    });
-    // The socket appears before the server accepts; xprop succeeding means it is up.
-    wait_until("Xvfb to answer", T, || {
-        Command::new("xprop")
-            .args(["-display", &format!(":{n}"), "-root", "-len", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()
-            .filter(|s| s.success())
-    });
-    Kill(child)
-}
-
-fn client(display: &str, cmd: &[&str]) -> Kill {
-    Kill(
-        Command::new(cmd[0])
-            .args(&cmd[1..])
-            .env("DISPLAY", display)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn X client (apt-get install x11-utils xterm xdotool)"),
-    )
-}
-
-/// The top-level window of the client with WM_CLASS `class`.
-fn window_of(display: &str, class: &str) -> String {
-    wait_until(&format!("a {class} window"), T, || {
-        let out = Command::new("xdotool")
-            .args(["search", "--class", class])
-            .env("DISPLAY", display)
-            .output()
-            .ok()?;
-        // The last match is the top-level window (toolkits create inner ones first).
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .map(|l| l.trim().to_owned())
-    })
-}
-
-fn activate(display: &str, window: &str) {
-    let ok = Command::new("xprop")
-        .args([
-            "-display",
-            display,
-            "-root",
-            "-f",
-            "_NET_ACTIVE_WINDOW",
-            "32x",
-        ])
-        .args(["-set", "_NET_ACTIVE_WINDOW", window])
-        .status()
-        .expect("xprop")
-        .success();
-    assert!(ok, "xprop -set _NET_ACTIVE_WINDOW {window}");
-}
+const GEOMETRY: &str = "640x480x24";
 
 fn tracker(display: &str) -> FocusRun {
     let cfg = FocusConfig {
@@ -137,11 +35,13 @@ fn child_of(pid: u32) -> Option<u32> {
 #[test]
 fn x11_focus_names_the_real_processes() {
     let _serial = one_at_a_time();
-    let n = free_display();
-    let display = format!(":{n}");
-    let server = xvfb(n);
-    let msg = client(&display, &["xmessage", "-name", "imprint-one", "hello"]);
-    let term = client(&display, &["xterm", "-e", "sleep", "60"]);
+    let (server, display) = xvfb(GEOMETRY);
+    let msg = client(
+        &display,
+        &["xmessage", "-name", "imprint-one", "hello"],
+        "x11-utils",
+    );
+    let term = client(&display, &["xterm", "-e", "sleep", "60"], "xterm");
     let sleep_pid = wait_until("xterm's child", T, || child_of(term.0.id()));
     let msg_win = window_of(&display, "Xmessage");
     let term_win = window_of(&display, "XTerm");
@@ -150,7 +50,7 @@ fn x11_focus_names_the_real_processes() {
     // No active window yet.
     focus.wait_for("the initial unknown focus", T, |f| f.unknown);
 
-    activate(&display, &msg_win);
+    activate(&display, msg_win);
     let f = focus.wait_for("xmessage", T, |f| f.pid == msg.0.id());
     assert!(f.pid_verified, "X-Resource vouches for the pid: {f:?}");
     assert_eq!(f.tracker, "x11");
@@ -162,7 +62,7 @@ fn x11_focus_names_the_real_processes() {
     // The window's rectangle on the root, as xwininfo sees it; the record's origin is the
     // content's (inside the border), where window-relative coordinates start.
     let info = Command::new("xwininfo")
-        .args(["-display", &display, "-id", &msg_win])
+        .args(["-display", &display, "-id", &msg_win.to_string()])
         .output()
         .expect("xwininfo (apt-get install x11-utils)");
     let info = String::from_utf8_lossy(&info.stdout);
@@ -207,7 +107,7 @@ fn x11_focus_names_the_real_processes() {
     assert_eq!(f.pid, msg.0.id(), "same window, new layout: {f:?}");
 
     // xterm: the record names the program in its pty, and the terminal beside it.
-    activate(&display, &term_win);
+    activate(&display, term_win);
     let f = focus.wait_for("xterm", T, |f| f.terminal_pid == term.0.id());
     assert_eq!(
         f.pid, sleep_pid,
@@ -219,13 +119,13 @@ fn x11_focus_names_the_real_processes() {
 
     // A client lying in _NET_WM_PID is still attributed to its real pid.
     let ok = Command::new("xprop")
-        .args(["-display", &display, "-id", &msg_win])
+        .args(["-display", &display, "-id", &msg_win.to_string()])
         .args(["-f", "_NET_WM_PID", "32c", "-set", "_NET_WM_PID", "1"])
         .status()
         .expect("xprop")
         .success();
     assert!(ok);
-    activate(&display, &msg_win);
+    activate(&display, msg_win);
     let f = focus.wait_for("xmessage again", T, |f| f.wm_class == "Xmessage");
     assert_eq!(
         f.pid,
@@ -239,12 +139,12 @@ fn x11_focus_names_the_real_processes() {
     drop(term);
     drop(server);
     focus.wait_for("unknown focus after the server died", T, |f| f.unknown);
-    let _server = xvfb(n);
-    let again = client(&display, &["xmessage", "back"]);
+    let _server = xvfb_on(&display, GEOMETRY);
+    let again = client(&display, &["xmessage", "back"], "x11-utils");
     let win = window_of(&display, "Xmessage");
     // The tracker reconnects with backoff; keep announcing until it hears.
     let f = wait_until("focus records to resume", T, || {
-        activate(&display, &win);
+        activate(&display, win);
         focus.try_wait_for(Duration::from_millis(500), |f| f.pid == again.0.id())
     });
     assert!(f.pid_verified && !f.unknown, "{f:?}");
@@ -253,10 +153,12 @@ fn x11_focus_names_the_real_processes() {
 #[test]
 fn titles_are_off_by_default() {
     let _serial = one_at_a_time();
-    let n = free_display();
-    let display = format!(":{n}");
-    let _server = xvfb(n);
-    let msg = client(&display, &["xmessage", "-name", "private-title", "x"]);
+    let (_server, display) = xvfb(GEOMETRY);
+    let msg = client(
+        &display,
+        &["xmessage", "-name", "private-title", "x"],
+        "x11-utils",
+    );
     let win = window_of(&display, "Xmessage");
     let cfg = FocusConfig {
         tracker: TrackerKind::X11,
@@ -264,7 +166,7 @@ fn titles_are_off_by_default() {
         ..FocusConfig::default()
     };
     let focus = spawn_focus(move |tx| imprint_session::run(cfg, tx));
-    activate(&display, &win);
+    activate(&display, win);
     let f = focus.wait_for("xmessage", T, |f| f.pid == msg.0.id());
     assert_eq!(f.title, "", "no title unless configured");
     assert_eq!(f.cmdline, "", "no command line unless configured");
@@ -276,10 +178,12 @@ fn titles_are_off_by_default() {
 fn focus_records_reach_the_spool_through_the_pipeline() {
     let _serial = one_at_a_time();
     use nix::sys::signal::{kill, Signal};
-    let n = free_display();
-    let display = format!(":{n}");
-    let _server = xvfb(n);
-    let msg = client(&display, &["xmessage", "-name", "e2e-private", "hi"]);
+    let (_server, display) = xvfb(GEOMETRY);
+    let msg = client(
+        &display,
+        &["xmessage", "-name", "e2e-private", "hi"],
+        "x11-utils",
+    );
     let win = window_of(&display, "Xmessage");
     let env = common::Env::new(
         "full",
@@ -293,7 +197,7 @@ fn focus_records_reach_the_spool_through_the_pipeline() {
     });
     let pid = msg.0.id();
     let line = wait_until("the focus record in the spool", T, || {
-        activate(&display, &win);
+        activate(&display, win);
         env.dump()
             .into_iter()
             .find(|v| v["kind"] == "focus" && v["pid"] == pid)

@@ -52,18 +52,13 @@ impl Drop for XServer {
 /// A running Xvfb with one screen of `geometry` (`640x480x24`) and its display name. Xvfb picks
 /// a free display number itself (`-displayfd`), so nothing races with other tests for one.
 pub fn xvfb(geometry: &str) -> (XServer, String) {
+    xvfb_with(geometry, &[])
+}
+
+/// [`xvfb`] with more server arguments (`-ac`, for clients of other users).
+pub fn xvfb_with(geometry: &str, extra: &[&str]) -> (XServer, String) {
     use std::io::BufRead;
-    require("Xvfb", "xvfb");
-    require("xprop", "x11-utils");
-    let mut child = Command::new("Xvfb")
-        // -noreset: by default Xvfb resets when its last client leaves (the xprop below),
-        // and a client connecting meanwhile is refused ("Can't open display").
-        .args(["-displayfd", "1", "-noreset", "-nolisten", "tcp"])
-        .args(["-screen", "0", geometry])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn Xvfb (apt-get install xvfb)");
+    let mut child = spawn_xvfb(&["-displayfd", "1"], geometry, extra);
     let stdout = child.stdout.take().expect("Xvfb's stdout");
     let server = XServer(child);
     // Written once the server accepts clients; EOF if it failed to start.
@@ -74,16 +69,44 @@ pub fn xvfb(geometry: &str) -> (XServer, String) {
         .parse()
         .unwrap_or_else(|_| panic!("Xvfb did not start (it printed {line:?} for -displayfd)"));
     let display = format!(":{n}");
+    wait_for_server(&display);
+    (server, display)
+}
+
+/// A new Xvfb on `display` itself: for a test that restarts the server a client was using.
+pub fn xvfb_on(display: &str, geometry: &str) -> XServer {
+    let server = XServer(spawn_xvfb(&[display], geometry, &[]));
+    wait_for_server(display);
+    server
+}
+
+fn spawn_xvfb(at: &[&str], geometry: &str, extra: &[&str]) -> Child {
+    require("Xvfb", "xvfb");
+    require("xprop", "x11-utils");
+    Command::new("Xvfb")
+        .args(at)
+        // -noreset: by default Xvfb resets when its last client leaves (the xprop below),
+        // and a client connecting meanwhile is refused ("Can't open display").
+        .args(["-noreset", "-nolisten", "tcp"])
+        .args(extra)
+        .args(["-screen", "0", geometry])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn Xvfb (apt-get install xvfb)")
+}
+
+/// Waits until the server on `display` answers (xprop succeeds).
+fn wait_for_server(display: &str) {
     wait_until("Xvfb to answer", T, || {
         Command::new("xprop")
-            .args(["-display", &display, "-root", "-len", "1"])
+            .args(["-display", display, "-root", "-len", "1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .ok()
             .filter(|s| s.success())
     });
-    (server, display)
 }
 
 /// Starts X client `cmd` (from Debian package `package`) on `display`.

@@ -74,17 +74,7 @@ fn guest_script() -> String {
     let inputs = [Input::pointer(MOUSE), Input::keyboard(KEYBOARD)];
     format!(
         r#"export DISPLAY={DISPLAY} NO_COLOR=1
-imprint-vm-guest pointer-script --script /etc/imprint-test/dataset.txt --mouse-name {MOUSE} \
-    --keyboard-name {KEYBOARD} --nodes /tmp/nodes --go /tmp/go --sent /tmp/sent.jsonl \
-    --marks /tmp/marks.jsonl > /tmp/driver.log 2>&1 &
-driver=$!
-i=0
-while [ ! -f /tmp/nodes ]; do
-    i=$((i + 1))
-    if [ $i -gt 500 ]; then echo "the driver made no devices"; cat /tmp/driver.log; exit 1; fi
-    sleep 0.02
-done
-{start}
+{driver}{start}
 xmessage -geometry 1280x800+0+0 -buttons "" "imprint dataset test" > /tmp/xmessage.log 2>&1 &
 i=0
 until win=$(xdotool search --class Xmessage 2>/dev/null | tail -n 1) && [ -n "$win" ]; do
@@ -145,6 +135,7 @@ section locs /tmp/locs
 section actions /tmp/export/actions.jsonl
 section sessions /tmp/export/sessions.jsonl
 "#,
+        driver = xorg::driver("/etc/imprint-test/dataset.txt", MOUSE, KEYBOARD),
         start = xorg::start(&inputs),
         stop = xorg::stop(),
     )

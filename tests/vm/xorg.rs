@@ -213,6 +213,24 @@ fn conf_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// Guest shell lines that start the pointer-script driver on `script` in the background (its
+/// pid in `$driver`; it waits for `/tmp/go`) and wait until its devices exist.
+pub fn driver(script: &str, mouse: &str, keyboard: &str) -> String {
+    format!(
+        r#"imprint-vm-guest pointer-script --script {script} --mouse-name {mouse} \
+    --keyboard-name {keyboard} --nodes /tmp/nodes --go /tmp/go --sent /tmp/sent.jsonl \
+    --marks /tmp/marks.jsonl > /tmp/driver.log 2>&1 &
+driver=$!
+i=0
+while [ ! -f /tmp/nodes ]; do
+    i=$((i + 1))
+    if [ $i -gt 500 ]; then echo "the driver made no devices"; cat /tmp/driver.log; exit 1; fi
+    sleep 0.02
+done
+"#
+    )
+}
+
 /// A guest shell snippet, to run once the uinput devices exist: finds each input's event node
 /// by name under /sys/class/input (waiting up to 10 s), writes its udev database entry, writes
 /// [`conf`] with the nodes it found to [`CONF_PATH`], starts `Xorg :0` in the
@@ -557,17 +575,7 @@ fn xorg_takes_input_from_uinput() {
     let script = format!(
         r#"export DISPLAY={DISPLAY}
 mkdir -p /tmp/xloc
-imprint-vm-guest pointer-script --script /etc/imprint-test/pointer.txt --mouse-name {MOUSE} \
-    --keyboard-name {KEYBOARD} --nodes /tmp/nodes --go /tmp/go --sent /tmp/sent.jsonl \
-    --marks /tmp/marks.jsonl > /tmp/driver.log 2>&1 &
-driver=$!
-i=0
-while [ ! -f /tmp/nodes ]; do
-    i=$((i + 1))
-    if [ $i -gt 500 ]; then echo "the driver made no devices"; cat /tmp/driver.log; exit 1; fi
-    sleep 0.02
-done
-{start}
+{driver}{start}
 xinput list > /tmp/xinput-list.txt 2>&1
 xinput list --id-only {MOUSE} > /tmp/ids
 xinput list --id-only {KEYBOARD} >> /tmp/ids
@@ -605,6 +613,7 @@ section xi2 /tmp/xi2-kept.txt
 section locs /tmp/locs
 exit $driver_rc
 "#,
+        driver = driver("/etc/imprint-test/pointer.txt", MOUSE, KEYBOARD),
         start = start(&inputs),
         stop = stop(),
     );
