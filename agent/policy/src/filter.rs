@@ -7,7 +7,9 @@
 //! - `timing`: printable keys masked to `KEY_A`, scan codes dropped, everything else kept;
 //! - `full`: typed text is rebuilt per focus context and scanned by the detectors; records
 //!   wait in a holdback window (N keys / T ms of event time) so that the key events forming a
-//!   secret are replaced by one [`Redaction`] record (rule, count, times) before release.
+//!   secret are replaced by one [`Redaction`] record (rule, count, times) before release. The
+//!   token being typed ([`super::token`]) is held whole until it ends, however long that
+//!   takes; past its bounds its keys are masked (`holdback_full`), never released.
 //!
 //! Text is rebuilt with the session's xkb keymap ([`super::xkb`]) into per-context
 //! [`Text`]s. Relative pointer motion may be summed ([`Coalescer`]) at `timing` and `full`.
@@ -21,6 +23,7 @@ use super::keys::{self, EV_KEY, EV_MSC, EV_REL, EV_SYN, KEY_A, MSC_SCAN};
 use super::motion::{Coalescer, Motion};
 use super::rules::DeviceClass;
 use super::text::{Text, UNKNOWN};
+use super::token;
 use super::xkb::{Keyboard, Layout, Typed};
 use super::{Decision, Level, Policy, NO_HELPER_RULE};
 use imprint_record::{
@@ -59,6 +62,9 @@ pub struct FilterStats {
     pub redacted: BTreeMap<String, u64>,
     /// Matches found after part of the match had already been released (holdback too short).
     pub late_matches: u64,
+    /// Tokens whose keys were masked because they stayed open past a bound (`holdback_full`).
+    #[serde(default)]
+    pub holdback_masked: u64,
     pub pastes: u64,
     /// Input events not written because their user had paused capture.
     pub paused: u64,
@@ -131,6 +137,12 @@ struct Group {
     focus: u64,
 }
 
+/// The context whose token may still be open, and since when (event time).
+struct Typing {
+    focus: u64,
+    since_ns: u64,
+}
+
 #[derive(Default)]
 struct OpenRedaction {
     /// Ring seq of its first key event: the redaction record is not on disk before it is.
@@ -175,6 +187,7 @@ pub struct Filter {
     groups: HashMap<u64, Group>,
     next_group: u64,
     open: Option<OpenRedaction>,
+    typing: Option<Typing>,
     current: Option<CurrentFocus>,
     /// Users who paused capture of their own sessions (by uid).
     pauses: HashMap<u32, Pause>,
@@ -211,6 +224,7 @@ impl Filter {
             groups: HashMap::new(),
             next_group: 1,
             open: None,
+            typing: None,
             current: None,
             pauses: HashMap::new(),
             stats: FilterStats::default(),
@@ -360,22 +374,64 @@ impl Filter {
             return None;
         }
         let window = Duration::from_millis(self.policy.settings().holdback_ms.max(1));
+        // Only the open token is left: nothing is due before its own limit.
+        let wait = if self.only_token_held() {
+            Duration::from_millis(token::MAX_OPEN_MS)
+        } else {
+            window
+        };
         Some(match self.last_push {
-            Some(at) => window.saturating_sub(at.elapsed()),
+            Some(at) => wait.saturating_sub(at.elapsed()),
             None => Duration::ZERO,
         })
     }
 
-    /// Releases everything when no record arrived for a whole holdback window (wall time).
+    /// Releases everything when no record arrived for a whole holdback window (wall time),
+    /// except an open token, which waits until [`token::MAX_OPEN_MS`] and is then masked.
     pub fn flush_idle(&mut self, out: &mut Vec<Record>) {
         let window = Duration::from_millis(self.policy.settings().holdback_ms);
-        if self.last_push.is_none_or(|at| at.elapsed() >= window) {
-            self.flush(out);
+        let idle = self.last_push.map(|at| at.elapsed());
+        if idle.is_some_and(|i| i < window) {
+            return;
         }
+        if self.token_hold().is_some() {
+            if idle.is_some_and(|i| i < Duration::from_millis(token::MAX_OPEN_MS)) {
+                self.release_before_token(out);
+                return;
+            }
+            self.mask_token();
+        }
+        self.flush(out);
     }
 
-    /// Releases every held record (stop, ring closed, policy reload).
-    pub fn flush(&mut self, out: &mut Vec<Record>) {
+    /// True when everything held is the open token (and what came after it).
+    fn only_token_held(&self) -> bool {
+        let Some(hold) = self.token_hold() else {
+            return false;
+        };
+        self.open.is_none()
+            && self.counts.is_empty()
+            && self.motion.is_empty()
+            && self.queue.front().is_none_or(|f| f.id >= hold)
+    }
+
+    /// Idle: writes everything held before the open token.
+    fn release_before_token(&mut self, out: &mut Vec<Record>) {
+        self.queue_pending();
+        let hold = self.token_hold();
+        while let Some(front) = self.queue.front() {
+            if hold.is_some_and(|h| front.id >= h) {
+                break;
+            }
+            if let Some(h) = self.queue.pop_front() {
+                self.emit(h, out);
+            }
+        }
+        self.close_open(out);
+    }
+
+    /// Puts pause gaps, summed motion and counts into the queue.
+    fn queue_pending(&mut self) {
         let gaps: Vec<Option<Gap>> = self.pauses.values_mut().map(|p| p.gap.take()).collect();
         for g in gaps {
             self.push_pause_gap(g);
@@ -389,6 +445,13 @@ impl Filter {
             self.cur_seq = seqs.get(&focus).copied().unwrap_or(self.cur_seq);
             self.push(Record::Counts(c), None, 0, false);
         }
+    }
+
+    /// Releases every held record (stop, ring closed, policy reload).
+    pub fn flush(&mut self, out: &mut Vec<Record>) {
+        // A stop ends the token being typed like a space would: the detectors have seen it.
+        self.typing = None;
+        self.queue_pending();
         while let Some(h) = self.queue.pop_front() {
             self.emit(h, out);
         }
@@ -547,6 +610,9 @@ impl Filter {
         }
         if e.mono_ns > self.newest_ns {
             self.newest_ns = e.mono_ns;
+        }
+        if e.kind == EV_KEY && e.value == 1 && !keys::is_keyboard_code(e.code) {
+            self.end_token_by_click();
         }
         if e.kind == EV_SYN {
             let (summed, due) = self.motion.frame_end(e.device, e.mono_ns);
@@ -756,6 +822,10 @@ impl Filter {
             }
             return;
         }
+        if self.typing.as_ref().is_some_and(|t| t.focus != e.focus) {
+            // Typing elsewhere ends the token of the context left.
+            self.typing = None;
+        }
         let id = self.push(Record::Event(e), None, e.mono_ns, true);
         let mut composed = Vec::new();
         if !matches!(typed, Typed::Nothing | Typed::Composing) {
@@ -826,6 +896,85 @@ impl Filter {
             Typed::Right => self.text(f).right(),
             Typed::Moved => self.text(f).moved(),
             Typed::Paste | Typed::Nothing => {}
+        }
+        if !matches!(typed, Typed::Nothing | Typed::Composing) {
+            self.follow_token(f, e.mono_ns);
+        }
+    }
+
+    /// After a key changed `focus`'s text: is a token still open there?
+    fn follow_token(&mut self, focus: u64, t: u64) {
+        let Some(text) = self.texts.get_mut(&focus) else {
+            self.typing = None;
+            return;
+        };
+        if text.open_token().is_none() {
+            text.masking = None;
+            self.typing = None;
+            return;
+        }
+        let since_ns = match &self.typing {
+            Some(ty) if ty.focus == focus => ty.since_ns,
+            _ => t,
+        };
+        self.typing = Some(Typing { focus, since_ns });
+    }
+
+    /// The first held record of the open token: the holdback releases nothing from there on
+    /// until the token ends. `None` when no token is open or it is already masked.
+    fn token_hold(&self) -> Option<u64> {
+        let ty = self.typing.as_ref()?;
+        let text = self.texts.get(&ty.focus)?;
+        if text.masking.is_some() {
+            return None;
+        }
+        let r = text.open_token()?;
+        text.chars[r]
+            .iter()
+            .flat_map(|c| c.ids.iter().copied())
+            .min()
+    }
+
+    /// True when the open token has outgrown what may be held (see [`token`]'s bounds).
+    fn token_over_bound(&self) -> bool {
+        let Some(ty) = &self.typing else {
+            return false;
+        };
+        let Some(text) = self.texts.get(&ty.focus) else {
+            return false;
+        };
+        if text.masking.is_some() {
+            return false;
+        }
+        let chars = text.open_token().map_or(0, |r| r.len());
+        chars > token::MAX_CHARS
+            || self.newest_ns.saturating_sub(ty.since_ns) > token::MAX_OPEN_MS * 1_000_000
+            || self.queue.len() > token::MAX_HELD_RECORDS
+    }
+
+    /// Fail closed: the open token's keys become a `holdback_full` redaction, and so do its
+    /// further chars until it ends.
+    fn mask_token(&mut self) {
+        let Some(focus) = self.typing.as_ref().map(|t| t.focus) else {
+            return;
+        };
+        let Some(r) = self.texts.get(&focus).and_then(|t| t.open_token()) else {
+            return;
+        };
+        if let Some(g) = self.redact_span(focus, "holdback_full", r.start, r.end) {
+            self.stats.holdback_masked += 1;
+            if let Some(t) = self.texts.get_mut(&focus) {
+                t.masking = Some(g);
+            }
+        }
+    }
+
+    /// A click moves the caret somewhere unknown: it ends the token being typed.
+    fn end_token_by_click(&mut self) {
+        if let Some(ty) = self.typing.take() {
+            if let Some(t) = self.texts.get_mut(&ty.focus) {
+                t.moved();
+            }
         }
     }
 
@@ -911,7 +1060,7 @@ impl Filter {
             pem_end = true;
         }
         for (rule, a, b) in spans {
-            self.redact_span(focus, &rule, a, b);
+            let _ = self.redact_span(focus, &rule, a, b);
         }
         if pem_end {
             if let Some(t) = self.texts.get_mut(&focus) {
@@ -929,13 +1078,13 @@ impl Filter {
         }
     }
 
-    fn redact_span(&mut self, focus: u64, rule: &str, a: usize, b: usize) {
-        let Some(t) = self.texts.get_mut(&focus) else {
-            return;
-        };
+    /// Puts chars `a..b` of `focus`'s text (and so their records) into a redaction group;
+    /// returns the group.
+    fn redact_span(&mut self, focus: u64, rule: &str, a: usize, b: usize) -> Option<u64> {
+        let t = self.texts.get_mut(&focus)?;
         let b = b.min(t.chars.len());
         if a >= b {
-            return;
+            return None;
         }
         let existing = t.chars[a..b].iter().find_map(|c| c.group);
         let g = match existing {
@@ -966,6 +1115,7 @@ impl Filter {
         for id in ids {
             self.mark(id, g);
         }
+        Some(g)
     }
 
     fn mark(&mut self, id: u64, g: u64) {
@@ -1010,11 +1160,15 @@ impl Filter {
         let s = self.policy.settings();
         let (max_keys, window) = (s.holdback_keys as usize, s.holdback_ms * 1_000_000);
         let redacting = s.redact;
+        if redacting && self.token_over_bound() {
+            self.mask_token();
+        }
+        let hold = if redacting { self.token_hold() } else { None };
         while let Some(front) = self.queue.front() {
             let due = !redacting
                 || self.held_keys > max_keys
                 || front.t.saturating_add(window) < self.newest_ns;
-            if !due {
+            if !due || hold.is_some_and(|h| front.id >= h) {
                 break;
             }
             if let Some(h) = self.queue.pop_front() {
@@ -1031,6 +1185,11 @@ impl Filter {
             self.held_keys = self.held_keys.saturating_sub(1);
         }
         match (h.group, h.rec) {
+            (Some(g), Record::Event(e)) if !(e.kind == EV_KEY && e.value != 0) => {
+                // A release or scan code of a redacted key: its press is counted in a
+                // redaction record; alone it would still say which key it was.
+                let _ = g;
+            }
             (Some(g), Record::Event(e)) => {
                 if self.open.as_ref().is_some_and(|o| o.group != g) {
                     self.close_open(out);
@@ -1059,10 +1218,8 @@ impl Filter {
                 if r.device != e.device {
                     r.device = imprint_record::NO_DEVICE;
                 }
-                if e.kind == EV_KEY && e.value != 0 {
-                    r.count += 1;
-                    r.key_times_ns.push(e.mono_ns);
-                }
+                r.count += 1;
+                r.key_times_ns.push(e.mono_ns);
             }
             (_, rec) => {
                 if let Record::Event(e) = &rec {
@@ -1118,8 +1275,13 @@ mod tests {
 
     /// Press/release (with scan codes and SYN frames) for each key code.
     fn typing(codes: &[(u16, bool)], focus: u64) -> Vec<Record> {
+        paced(codes, focus, 1_000_000, 10_000_000).0
+    }
+
+    /// As [`typing`], from event time `t0`, `step` ns between events; and the time after.
+    fn paced(codes: &[(u16, bool)], focus: u64, t0: u64, step: u64) -> (Vec<Record>, u64) {
         let mut out = Vec::new();
-        let mut t = 1_000_000u64;
+        let mut t = t0;
         let ev = |t: u64, kind: u16, code: u16, value: i32| {
             Record::Event(InputEvent {
                 mono_ns: t,
@@ -1139,14 +1301,14 @@ mod tests {
                 out.push(ev(t, EV_MSC, MSC_SCAN, 0x70000 + i32::from(*code)));
                 out.push(ev(t, EV_KEY, *code, value));
                 out.push(ev(t, EV_SYN, 0, 0));
-                t += 10_000_000;
+                t += step;
                 if *shift && value == 0 {
                     out.push(ev(t, EV_KEY, keys::KEY_LEFTSHIFT, 0));
                     out.push(ev(t, EV_SYN, 0, 0));
                 }
             }
         }
-        out
+        (out, t)
     }
 
     /// US key codes for `s` (letters, digits, a few symbols).
@@ -1417,6 +1579,116 @@ mod tests {
         let (out, stats) = run(policy(Level::Full), recs);
         assert_eq!(stats.redacted.get("email"), Some(&15), "{out:?}");
         assert!(!stats.keymap.is_empty());
+    }
+
+    /// Types `parts` into the app at `full` with `step` ns between events and `pause` ns
+    /// between parts (`\u{8}` is Backspace); what is left of the text, and the redactions.
+    fn typed_slowly(parts: &[&str], step: u64, pause: u64) -> (String, Vec<Redaction>) {
+        let mut recs = vec![focus(1, "/usr/bin/app")];
+        let mut t = 1_000_000;
+        for part in parts {
+            let mut codes = Vec::new();
+            for c in part.chars() {
+                if c == '\u{8}' {
+                    codes.push((keys::KEY_BACKSPACE, false));
+                } else {
+                    codes.extend(self::codes(&c.to_string()));
+                }
+            }
+            let (r, end) = paced(&codes, 1, t, step);
+            recs.extend(r);
+            t = end + pause;
+        }
+        let (out, _) = run(policy(Level::Full), recs);
+        let mut m = keys::Modifiers::default();
+        let mut left = String::new();
+        for e in key_events(&out) {
+            m.update(e.code, e.value);
+            if e.value == 1 {
+                if e.code == keys::KEY_BACKSPACE {
+                    left.pop();
+                } else if let Some(c) = keys::us_char(e.code, &m) {
+                    left.push(c);
+                }
+            }
+        }
+        let reds = out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Redaction(r) => Some((**r).clone()),
+                _ => None,
+            })
+            .collect();
+        (left, reds)
+    }
+
+    /// Every redaction accounts exactly: a key time per key, from and to at the first and
+    /// last of them.
+    fn accounts(r: &Redaction) {
+        assert!(r.count > 0, "{r:?}");
+        assert_eq!(r.count as usize, r.key_times_ns.len(), "{r:?}");
+        assert_eq!(r.key_times_ns.iter().min(), Some(&r.from_ns), "{r:?}");
+        assert_eq!(r.key_times_ns.iter().max(), Some(&r.to_ns), "{r:?}");
+    }
+
+    #[test]
+    fn a_token_typed_slower_than_the_window_is_held_whole() {
+        // 800 ms a key: the token takes 33 s, far past the 5 s window.
+        let token = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let (left, reds) = typed_slowly(&[&format!("x {token} y")], 400_000_000, 0);
+        assert_eq!(left, "x  y");
+        assert_eq!(reds.len(), 1, "{reds:?}");
+        assert_eq!(reds[0].rule, "github_token");
+        assert_eq!(reds[0].count as usize, token.len());
+        accounts(&reds[0]);
+    }
+
+    #[test]
+    fn a_pause_or_a_backspace_inside_a_secret_releases_nothing() {
+        // A card number typed in groups with a 30 s pause to look up the rest.
+        let (left, reds) = typed_slowly(
+            &["card 4111 1111 ", "1111 1111 ok"],
+            60_000_000,
+            30_000_000_000,
+        );
+        assert!(!left.contains("4111") && !left.contains("1111"), "{left:?}");
+        assert!(
+            left.starts_with("card ") && left.ends_with("ok"),
+            "{left:?}"
+        );
+        assert!(reds.iter().any(|r| r.rule == "card_number"), "{reds:?}");
+        reds.iter().for_each(accounts);
+        // A typo corrected with Backspace in the middle of a token, with pauses.
+        let (left, reds) = typed_slowly(
+            &["x ghp_0123456789abcdefgX", "\u{8}hijklmnopqrstuvwxyzAB y"],
+            300_000_000,
+            20_000_000_000,
+        );
+        assert_eq!(left, "x  y", "{reds:?}");
+        reds.iter().for_each(accounts);
+    }
+
+    #[test]
+    fn a_token_past_its_bounds_is_masked_not_released() {
+        let long: String = "abcdefghij".repeat(25);
+        let (left, reds) = typed_slowly(&[&format!("ok {long} fine")], 5_000_000, 0);
+        assert_eq!(left, "ok  fine", "{reds:?}");
+        assert_eq!(reds.len(), 1, "{reds:?}");
+        assert_eq!(reds[0].rule, "holdback_full");
+        assert_eq!(reds[0].count as usize, long.len());
+        accounts(&reds[0]);
+        // Open for longer than a minute of event time.
+        let (left, reds) = typed_slowly(&["ok abc", "def fine"], 50_000_000, 70_000_000_000);
+        assert_eq!(left, "ok  fine", "{reds:?}");
+        assert_eq!(reds[0].rule, "holdback_full");
+    }
+
+    #[test]
+    fn prose_typed_slowly_is_kept() {
+        let text = "the quick brown fox, at 3 pm (or so), said \"hi there\" and left.";
+        let (left, reds) = typed_slowly(&[text], 300_000_000, 0);
+        assert_eq!(left, text);
+        assert!(reds.is_empty(), "{reds:?}");
     }
 
     fn motion_policy(interval_ms: u64, distance: u32) -> Policy {

@@ -21,6 +21,7 @@ pub mod motion;
 pub mod rules;
 pub mod secure;
 pub mod text;
+pub mod token;
 pub mod xkb;
 
 use detect::{CustomDetector, Detectors};

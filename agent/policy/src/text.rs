@@ -26,6 +26,9 @@ pub struct Text {
     next_id: u64,
     /// The redaction group of an open PEM block: new chars join it.
     pub pem: Option<u64>,
+    /// The group of a token masked for being held too long: its further chars join it until
+    /// it ends.
+    pub masking: Option<u64>,
 }
 
 impl Text {
@@ -39,17 +42,23 @@ impl Text {
         let id = self.next_id;
         self.next_id += 1;
         let at = self.cursor.min(self.chars.len());
+        if c.is_whitespace() || c == UNKNOWN {
+            // The masked token ended (the numbers rule may reopen it: then it is masked
+            // again, being over its bound still).
+            self.masking = None;
+        }
+        let group = self.pem.or(self.masking);
         self.chars.insert(
             at,
             TChar {
                 c,
                 id,
                 ids: rec.into_iter().collect(),
-                group: self.pem,
+                group,
             },
         );
         self.cursor = at + 1;
-        (id, self.pem)
+        (id, group)
     }
 
     /// The char with id `id`, while it is still in the text.
@@ -97,6 +106,18 @@ impl Text {
     pub fn clear(&mut self) {
         self.chars.clear();
         self.cursor = 0;
+        self.masking = None;
+    }
+
+    /// Where the next char goes.
+    pub fn cursor(&self) -> usize {
+        self.cursor.min(self.chars.len())
+    }
+
+    /// The open token around the cursor (see [`super::token`]), as char indexes.
+    pub fn open_token(&self) -> Option<std::ops::Range<usize>> {
+        let chars: Vec<char> = self.chars.iter().map(|c| c.c).collect();
+        super::token::open_range(&chars, self.cursor())
     }
 
     pub fn string(&self) -> String {
