@@ -12,27 +12,7 @@ const SHIFT: u16 = 42;
 
 /// US key code and shift for `c`.
 fn key_for(c: char) -> (u16, bool) {
-    const ROWS: &[(u16, &str, &str)] = &[
-        (2, "1234567890-=", "!@#$%^&*()_+"),
-        (16, "qwertyuiop[]", "QWERTYUIOP{}"),
-        (30, "asdfghjkl;'`", "ASDFGHJKL:\"~"),
-        (43, "\\zxcvbnm,./", "|ZXCVBNM<>?"),
-    ];
-    if c == ' ' {
-        return (57, false);
-    }
-    if c == '\n' {
-        return (28, false);
-    }
-    for (base, plain, shifted) in ROWS {
-        if let Some(i) = plain.chars().position(|x| x == c) {
-            return (base + i as u16, false);
-        }
-        if let Some(i) = shifted.chars().position(|x| x == c) {
-            return (base + i as u16, true);
-        }
-    }
-    panic!("no US key for {c:?}")
+    common::typist::key_for(c).unwrap_or_else(|| panic!("no US key for {c:?}"))
 }
 
 /// A libinput recording of one keyboard typing `text` (with scan codes), 20 ms per event.
