@@ -96,7 +96,8 @@ enum Command {
         #[arg(long)]
         sent: Option<PathBuf>,
     },
-    /// Flood a keyboard with `--reports` key reports (KEY_A down, up, down, ...; each report is
+    /// Flood a keyboard with `--reports` key reports (KEY_A down, up, down, ..., every sixth
+    /// press and release KEY_SPACE; each report is
     /// the key event plus SYN_REPORT), as fast as uinput takes them, pausing `--pause-us` after
     /// every `--burst` reports. Writes `events=<n>` (SYN_REPORT included) to `--count`.
     Flood {
@@ -282,7 +283,14 @@ fn run(cli: Cli) -> Result<()> {
             sleep(Duration::from_millis(settle_ms));
             let mut events = 0u64;
             for i in 0..reports {
-                kb.emit_key(KeyCode::KEY_A, i32::from(i % 2 == 0))?;
+                // Words: five A presses and a space. One endless run would be a token the
+                // redaction holdback masks, and the test is of loss, not of redaction.
+                let key = if (i / 2) % 6 == 5 {
+                    KeyCode::KEY_SPACE
+                } else {
+                    KeyCode::KEY_A
+                };
+                kb.emit_key(key, i32::from(i % 2 == 0))?;
                 events += 2;
                 if pause_us > 0 && (i + 1) % burst.max(1) == 0 {
                     sleep(Duration::from_micros(pause_us));
@@ -290,7 +298,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             // Leave the key up.
             if reports % 2 == 1 {
-                kb.emit_key(KeyCode::KEY_A, 0)?;
+                let key = if ((reports - 1) / 2) % 6 == 5 {
+                    KeyCode::KEY_SPACE
+                } else {
+                    KeyCode::KEY_A
+                };
+                kb.emit_key(key, 0)?;
                 events += 2;
             }
             sleep(Duration::from_millis(linger_ms));
