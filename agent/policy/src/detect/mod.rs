@@ -1,7 +1,21 @@
 //! Secret and PII detectors, run over rebuilt text. Each returns the character ranges to
 //! redact; the caller maps characters back to the key events that typed them.
+//!
+//! - [`rules`]: provider formats (after gitleaks, trufflehog, Nosey Parker) and PII (email,
+//!   phone numbers),
+//! - [`assignment`]: secrets assigned in code and config (`password = "…"`),
+//! - [`entropy`]: generic high-entropy base64 and hex tokens (after detect-secrets),
+//! - card numbers (Luhn) and IBANs (mod 97), here, and PEM / PGP private-key blocks, which
+//!   the caller follows from their BEGIN line to their END line.
+//!
+//! All built-in patterns go through one `RegexSet` first: on most key releases few match and
+//! only those run their own search.
 
-use regex::Regex;
+pub mod assignment;
+pub mod entropy;
+pub mod rules;
+
+use regex::{Regex, RegexSet};
 use std::ops::Range;
 
 /// One detector.
@@ -18,59 +32,34 @@ enum Check {
     None,
     Luhn,
     Iban,
+    /// `regex` is [`assignment::PATTERN`]; the key and value are checked in code.
+    Assignment,
+    /// `regex` only says a candidate run exists; [`entropy`] finds and judges the runs.
+    Hex,
+    Base64,
 }
-
-/// Built-in detectors: (name, regex, group to redact).
-const BUILTIN: &[(&str, &str, usize)] = &[
-    (
-        "aws_access_key",
-        r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}",
-        0,
-    ),
-    (
-        "github_token",
-        r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
-        0,
-    ),
-    ("gitlab_token", r"(?-u:\b)glpat-[A-Za-z0-9_-]{20,}", 0),
-    ("slack_token", r"(?-u:\b)xox[abposr]-[A-Za-z0-9-]{10,}", 0),
-    (
-        "stripe_key",
-        r"(?-u:\b)(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}",
-        0,
-    ),
-    ("openai_key", r"(?-u:\b)sk-(?:proj-)?[A-Za-z0-9_-]{20,}", 0),
-    ("google_api_key", r"(?-u:\b)AIza[0-9A-Za-z_-]{35}", 0),
-    (
-        "jwt",
-        r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
-        0,
-    ),
-    (
-        "email",
-        r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-        0,
-    ),
-    ("phone", r"\+[1-9][0-9 ()-]{7,16}[0-9]", 0),
-    (
-        "assignment",
-        r"(?i)(?-u:\b)(?:password|passwd|passphrase|pwd|secret|api_?key|token)\s*[=:]\s*(\S+)",
-        1,
-    ),
-];
 
 const CARD: &str = r"(?-u:\b)[0-9](?:[ -]?[0-9]){12,18}(?-u:\b)";
 const IBAN: &str = r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}";
+/// Candidate runs for the entropy detectors (the prefilter's view of them).
+const HEX_RUN: &str = r"[0-9a-fA-F]{20}";
+const BASE64_RUN: &str = r"[A-Za-z0-9+/_-]{20}";
 
-/// The PEM private-key block markers: everything from BEGIN to END is redacted.
-pub const PEM_BEGIN: &str = r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----";
-pub const PEM_END: &str = r"-----END [A-Z0-9 ]*PRIVATE KEY-----$";
+/// The PEM private-key block markers: everything from BEGIN to END is redacted. PGP's
+/// `-----BEGIN PGP PRIVATE KEY BLOCK-----` is one too.
+pub const PEM_BEGIN: &str = r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----";
+pub const PEM_END: &str = r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----$";
+/// `PEM_END` anywhere (not only at the end of the text).
+const PEM_END_ANY: &str = r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----";
 
 /// The detector set in force.
 pub struct Detectors {
     list: Vec<Detector>,
+    /// One pattern per built-in detector (the first `set.len()` of `list`).
+    set: RegexSet,
     pub pem_begin: Regex,
     pub pem_end: Regex,
+    pem_end_any: Regex,
 }
 
 /// An operator-supplied detector.
@@ -86,34 +75,36 @@ impl Detectors {
     pub fn empty() -> Detectors {
         Detectors {
             list: Vec::new(),
+            set: RegexSet::empty(),
             pem_begin: Regex::new("a^").unwrap_or_else(|_| unreachable_regex()),
             pem_end: Regex::new("a^").unwrap_or_else(|_| unreachable_regex()),
+            pem_end_any: Regex::new("a^").unwrap_or_else(|_| unreachable_regex()),
         }
     }
 
     /// The built-in detectors plus `custom` ones (errors name the bad detector).
     pub fn new(custom: &[CustomDetector]) -> Result<Detectors, String> {
         let mut list = Vec::new();
-        for (name, re, group) in BUILTIN {
+        let mut add = |name: &str, re: &str, group: usize, check: Check| -> Result<(), String> {
             list.push(Detector {
-                name: (*name).into(),
+                name: name.into(),
                 regex: Regex::new(re).map_err(|e| format!("built-in {name}: {e}"))?,
-                group: *group,
-                check: Check::None,
+                group,
+                check,
             });
+            Ok(())
+        };
+        for (name, re, group) in rules::PROVIDERS {
+            add(name, re, *group, Check::None)?;
         }
-        list.push(Detector {
-            name: "card_number".into(),
-            regex: Regex::new(CARD).map_err(|e| e.to_string())?,
-            group: 0,
-            check: Check::Luhn,
-        });
-        list.push(Detector {
-            name: "iban".into(),
-            regex: Regex::new(IBAN).map_err(|e| e.to_string())?,
-            group: 0,
-            check: Check::Iban,
-        });
+        add("card_number", CARD, 0, Check::Luhn)?;
+        add("iban", IBAN, 0, Check::Iban)?;
+        add("assignment", assignment::PATTERN, 0, Check::Assignment)?;
+        add("assignment", assignment::FLAG_PATTERN, 0, Check::Assignment)?;
+        add("high_entropy_hex", HEX_RUN, 0, Check::Hex)?;
+        add("high_entropy_base64", BASE64_RUN, 0, Check::Base64)?;
+        let set = RegexSet::new(list.iter().map(|d| d.regex.as_str()))
+            .map_err(|e| format!("built-in set: {e}"))?;
         for c in custom {
             if c.name.is_empty() {
                 return Err("a detector needs a name".into());
@@ -127,8 +118,10 @@ impl Detectors {
         }
         Ok(Detectors {
             list,
+            set,
             pem_begin: Regex::new(PEM_BEGIN).map_err(|e| e.to_string())?,
             pem_end: Regex::new(PEM_END).map_err(|e| e.to_string())?,
+            pem_end_any: Regex::new(PEM_END_ANY).map_err(|e| e.to_string())?,
         })
     }
 
@@ -143,28 +136,70 @@ impl Detectors {
         Ok(())
     }
 
-    /// Every (detector, byte range) match in `text`.
+    /// Every (detector, byte range) match in `text`: built-in detectors first, most specific
+    /// first (the first match to claim a char names its redaction), then the operator's.
     pub fn scan<'a>(&'a self, text: &str) -> Vec<(&'a str, Range<usize>)> {
         let mut out = Vec::new();
-        for d in &self.list {
-            if let Check::Luhn = d.check {
-                luhn_matches(&d.regex, text, |r| out.push((d.name.as_str(), r)));
+        let hits = self.set.matches(text);
+        for (i, d) in self.list.iter().enumerate() {
+            if i < self.set.len() && !hits.matched(i) {
                 continue;
             }
-            for caps in d.regex.captures_iter(text) {
-                let Some(m) = caps.get(d.group) else { continue };
-                let ok = match d.check {
-                    Check::None => true,
-                    Check::Luhn => luhn(m.as_str()),
-                    Check::Iban => iban(m.as_str()),
-                };
-                if ok && !m.range().is_empty() {
-                    out.push((d.name.as_str(), m.range()));
+            let name = d.name.as_str();
+            let found = match d.check {
+                Check::Luhn => {
+                    luhn_matches(&d.regex, text, |r| out.push((name, r)));
+                    continue;
                 }
-            }
+                Check::Iban => iban_matches(&d.regex, text),
+                Check::Assignment => assignment::matches(&d.regex, text),
+                Check::Hex => entropy::hex_matches(text),
+                Check::Base64 => entropy::base64_matches(text),
+                Check::None => d
+                    .regex
+                    .captures_iter(text)
+                    .filter_map(|caps| caps.get(d.group))
+                    .map(|m| m.range())
+                    .collect(),
+            };
+            out.extend(
+                found
+                    .into_iter()
+                    .filter(|r| !r.is_empty())
+                    .map(|r| (name, r)),
+            );
         }
         out
     }
+
+    /// The byte ranges `scan` finds plus private-key blocks (from a BEGIN line to its END
+    /// line, or to the end of `text`), merged and sorted: what the caller redacts of `text`.
+    pub fn ranges(&self, text: &str) -> Vec<Range<usize>> {
+        let mut all: Vec<Range<usize>> = self.scan(text).into_iter().map(|(_, r)| r).collect();
+        let mut at = 0;
+        while let Some(b) = self.pem_begin.find_at(text, at) {
+            let end = self
+                .pem_end_any
+                .find_at(text, b.end())
+                .map_or(text.len(), |m| m.end());
+            all.push(b.start()..end);
+            at = end;
+        }
+        merge(all)
+    }
+}
+
+/// `ranges` sorted, overlapping and touching ones merged.
+pub fn merge(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for r in ranges {
+        match out.last_mut() {
+            Some(l) if r.start <= l.end => l.end = l.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
 }
 
 /// Card numbers: a match that fails Luhn is retried from its next digit group, or a digit
@@ -182,6 +217,35 @@ fn luhn_matches(re: &Regex, text: &str, mut found: impl FnMut(Range<usize>)) {
             };
         }
     }
+}
+
+/// IBANs: a match that fails mod 97 is retried without its last space-separated group (the
+/// pattern also takes a following word in capitals, "DE89… EUR"), then from its next group.
+fn iban_matches(re: &Regex, text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(m) = re.find_at(text, at) {
+        let mut s = m.as_str();
+        let found = loop {
+            if iban(s) {
+                break true;
+            }
+            match s.rfind(' ') {
+                Some(i) if i > 4 => s = &s[..i],
+                _ => break false,
+            }
+        };
+        if found {
+            out.push(m.start()..m.start() + s.len());
+            at = m.start() + s.len();
+        } else {
+            at = match m.as_str().find(' ') {
+                Some(i) => m.start() + i + 1,
+                None => m.end(),
+            };
+        }
+    }
+    out
 }
 
 fn unreachable_regex() -> Regex {
