@@ -234,3 +234,32 @@ fn custom_detectors_still_work() {
     }])
     .is_err());
 }
+
+/// The detectors run on every key release over up to 256 chars: a catastrophic pattern shows
+/// here (the bound is loose enough for an unoptimised build on a slow machine).
+#[test]
+fn a_full_text_scans_quickly() {
+    let d = detectors();
+    let clean = corpus("clean.txt");
+    let secrets = corpus("secrets.tsv");
+    let texts: Vec<String> = [clean.as_str(), secrets.as_str()]
+        .iter()
+        .flat_map(|c| c.as_bytes().chunks(256))
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    // The agent's detectors live long: their regexes' lazy caches are warm.
+    for t in &texts {
+        d.scan(t);
+    }
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    for t in &texts {
+        n += d.scan(t).len();
+    }
+    let per = start.elapsed() / texts.len() as u32;
+    eprintln!(
+        "{} scans of 256 bytes: {per:?} each ({n} matches)",
+        texts.len()
+    );
+    assert!(per < std::time::Duration::from_millis(20), "{per:?}");
+}

@@ -79,6 +79,19 @@ const NOT_VALUES: &[&str] = &[
     "bytes",
     "required",
     "optional",
+    // Roots of member-access chains, read before the `.` that follows them is typed.
+    "self",
+    "this",
+    "cls",
+    "os",
+    "env",
+    "process",
+    "config",
+    "settings",
+    "request",
+    "ctx",
+    "new",
+    "await",
 ];
 
 /// The words of a key, lower-cased: `DB_PASSWORD` → `db password`, `authToken` → `auth token`.
@@ -123,7 +136,7 @@ pub fn secret_key(key: &str) -> bool {
 /// Whether a bare value reads as code (or a reference), not as a literal secret.
 fn code_like(v: &str) -> bool {
     if v.starts_with([
-        '=', ':', '>', '$', '{', '[', '(', '<', '%', '&', '*', '#', '|', '\\',
+        '=', ':', '>', '$', '{', '}', '[', ']', '(', ')', '<', '%', '&', '*', '#', '|', '\\', '?',
     ]) {
         return true;
     }
@@ -145,9 +158,14 @@ fn code_like(v: &str) -> bool {
 }
 
 /// The byte range of the value in one candidate match, if it is a secret's value.
-pub fn value(caps: &Captures) -> Option<Range<usize>> {
+pub fn value(text: &str, caps: &Captures) -> Option<Range<usize>> {
     let key = caps.name("key")?;
     if !secret_key(key.as_str()) {
+        return None;
+    }
+    let sep = caps.name("sep").map_or("", |m| m.as_str());
+    // `"$PWD":/src`: a shell variable, not a key (PHP's `$password = …` is one).
+    if sep == ":" && key.start() > 0 && text.as_bytes()[key.start() - 1] == b'$' {
         return None;
     }
     let quoted = caps
@@ -167,7 +185,6 @@ pub fn value(caps: &Captures) -> Option<Range<usize>> {
         return None;
     }
     // A field or parameter type: `token: Token,`, `f(password: Secret)`.
-    let sep = caps.name("sep").map_or("", |m| m.as_str());
     let type_name = s.starts_with(|c: char| c.is_ascii_uppercase())
         && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
     if sep == ":" && type_name && v.as_str().len() > s.len() {
@@ -179,7 +196,7 @@ pub fn value(caps: &Captures) -> Option<Range<usize>> {
 /// Every assigned secret value in `text`.
 pub fn matches(re: &Regex, text: &str) -> Vec<Range<usize>> {
     re.captures_iter(text)
-        .filter_map(|c| value(&c))
+        .filter_map(|c| value(text, &c))
         .filter(|r| !r.is_empty())
         .collect()
 }
@@ -248,6 +265,9 @@ mod tests {
             "\"token\": {",
             "password = \"\"",
             "use token::Kind;",
+            "docker run -v \"$PWD\":/src -w /src img",
+            "println!(\"{token:?}\");",
+            "    token = self",
         ] {
             assert!(redacted(code).is_empty(), "{code}: {:?}", redacted(code));
         }
