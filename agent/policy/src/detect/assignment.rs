@@ -101,6 +101,13 @@ const NOT_VALUES: &[&str] = &[
     "ctx",
     "new",
     "await",
+    // Python statements after a block's colon: `if x == password: return`.
+    "return",
+    "raise",
+    "pass",
+    "break",
+    "continue",
+    "yield",
 ];
 
 /// The words of a key, lower-cased: `DB_PASSWORD` → `db password`, `authToken` → `auth token`.
