@@ -145,11 +145,6 @@ pub const PROVIDERS: &[(&str, &str, usize)] = &[
         r"(?-u:\b)pypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{40,}",
         0,
     ),
-    (
-        "mailchimp_key",
-        r"(?-u:\b)[0-9a-f]{32}-us[0-9]{1,2}(?-u:\b)",
-        0,
-    ),
     ("rubygems_token", r"(?-u:\b)rubygems_[a-f0-9]{48}", 0),
     ("nuget_key", r"(?-u:\b)oy2[a-z0-9]{43}", 0),
     ("clojars_token", r"(?-u:\b)CLOJARS_[a-z0-9]{60}", 0),
@@ -174,6 +169,11 @@ pub const PROVIDERS: &[(&str, &str, usize)] = &[
     (
         "sendinblue_key",
         r"(?-u:\b)xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16}",
+        0,
+    ),
+    (
+        "mailchimp_key",
+        r"(?-u:\b)[0-9a-f]{32}-us[0-9]{1,2}(?-u:\b)",
         0,
     ),
     (
