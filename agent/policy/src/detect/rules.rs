@@ -54,8 +54,8 @@
 //! - trufflehog (`pkg/detectors/*`, github.com/trufflesecurity/trufflehog):
 //!   `aws_secret_key` [aws: a 40-char secret next to an access key id or the
 //!   `aws_secret_access_key` name], `discord_token` [discordbottoken], `discord_webhook`
-//!   [discordwebhook], `azure_storage_key` [azurestorage: `AccountKey=` in a connection
-//!   string], `azure_sas` [the `sig=` of a SAS URL], `gcp_private_key_id` [gcp: the service
+//!   [discordwebhook], `azure_storage_key` [azure_storage: `AccountKey=` in a connection
+//!   string], `azure_sas` [azuresastoken: the `sig=` of a SAS URL], `gcp_private_key_id` [gcp: the service
 //!   account JSON], `url_password` [uri], `bearer_token` [the `Bearer` header most detectors
 //!   verify with].
 //! - Ours: `figma_token` (Figma's documented `figd_` prefix), `email`, `phone` (E.164 and
