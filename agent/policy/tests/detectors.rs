@@ -234,3 +234,66 @@ fn custom_detectors_still_work() {
     }])
     .is_err());
 }
+
+/// The detectors run on every key release over up to 256 chars: a catastrophic pattern shows
+/// here (the bound is loose enough for an unoptimised build on a slow machine).
+#[test]
+fn a_full_text_scans_quickly() {
+    let d = detectors();
+    let clean = corpus("clean.txt");
+    let secrets = corpus("secrets.tsv");
+    let texts: Vec<String> = [clean.as_str(), secrets.as_str()]
+        .iter()
+        .flat_map(|c| c.as_bytes().chunks(256))
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    // The agent's detectors live long: their regexes' lazy caches are warm.
+    for t in &texts {
+        d.scan(t);
+    }
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    for t in &texts {
+        n += d.scan(t).len();
+    }
+    let per = start.elapsed() / texts.len() as u32;
+    eprintln!(
+        "{} scans of 256 bytes: {per:?} each ({n} matches)",
+        texts.len()
+    );
+    assert!(per < std::time::Duration::from_millis(20), "{per:?}");
+}
+
+/// The other direction, named: what reads as text or code must be kept whole.
+#[test]
+fn ordinary_text_and_code_are_kept() {
+    let d = detectors();
+    for t in [
+        "The quick brown fox jumps over the lazy dog, again and again.",
+        "very_long_snake_case_identifier_for_the_keyboard_layout_cache_size",
+        "HTTPServerRequestHandlerFactory XMLHttpRequestEventTarget getElementsByClassName",
+        "/usr/lib/python3/dist-packages/requests/adapters.py",
+        "/home/alice/Documents/Projects/imprint/agent/policy/src/detect/mod.rs",
+        "https://doc.rust-lang.org/std/collections/struct.HashMap.html#method.entry",
+        "https://github.com/gitleaks/gitleaks/blob/master/config/gitleaks.toml",
+        "request 123e4567-e89b-12d3-a456-426614174000 failed",
+        "let id = Uuid::parse_str(\"550e8400-e29b-41d4-a716-446655440000\")?;",
+        "version 2.4.1, 2.5.0-rc.1+build.20240601, linux-headers-6.1.0-18-amd64",
+        "x86_64-unknown-linux-gnu aarch64-apple-darwin wasm32-unknown-unknown",
+        "fn rebuild_text(events: &[InputEvent], token: &str) -> Option<String> {",
+        "def get_password_hash(self, user_id: int, password: str) -> bytes:",
+        "if password == confirm_password: return True",
+        "for token in tokenizer.tokens(): print(token)",
+        "passwordField.addEventListener('change', validatePasswordStrength);",
+        "export PATH=\"$HOME/.cargo/bin:$PATH\"; export RUST_LOG=debug",
+        "password=$DB_PASSWORD token=${GITHUB_TOKEN}",
+        "The author passed the secret of the pass to her apprentice.",
+        "git log --oneline --graph --decorate -20 && git status",
+        "kubectl describe deployment/frontend-web-7d9f8b6c5d -n production",
+        "ISBN 978-0-596-52068-7, call extension 4021, room 101",
+        "Meet at 10:30 on 2024-06-01; the build took 3m 42s.",
+    ] {
+        let r = d.ranges(t);
+        assert!(r.is_empty(), "{t}: {:?}", d.scan(t));
+    }
+}

@@ -15,7 +15,16 @@
 //! Bare values that read as code rather than a literal are left: comparisons (`==`), paths
 //! (`::`), references (`$VAR`, `${…}`, `{{ … }}`), structures (`{`, `[`), type annotations and
 //! literals (`str`, `None`, `true`, …) and expressions with a call, a member access or a
-//! generic (`self.next_token()`, `Option<String>`, `Token,`).
+//! generic (`self.next_token()`, `Option<String>`, `Token,`), lists of names
+//! (`user, password = user, password`), and a key inside a string literal
+//! (`prompt='Password: '`).
+//!
+//! The text is scanned after every key, so a bare value that ends the text may still be
+//! growing: one that could be the start of a literal or code root (`Non`, `sel`) or that is a
+//! `snake_case` name waits for the next char; any other (`hunter2`, `letmein`) is redacted at
+//! once, because nothing may follow it before its keys leave the holdback queue. As typed,
+//! code can still lose the first word of an expression (`password = lexer` before
+//! `.get_token()`): a few chars, a price for not leaking `password=letmein`.
 
 use regex::{Captures, Regex};
 use std::ops::Range;
@@ -79,6 +88,26 @@ const NOT_VALUES: &[&str] = &[
     "bytes",
     "required",
     "optional",
+    // Roots of member-access chains, read before the `.` that follows them is typed.
+    "self",
+    "this",
+    "cls",
+    "os",
+    "env",
+    "process",
+    "config",
+    "settings",
+    "request",
+    "ctx",
+    "new",
+    "await",
+    // Python statements after a block's colon: `if x == password: return`.
+    "return",
+    "raise",
+    "pass",
+    "break",
+    "continue",
+    "yield",
 ];
 
 /// The words of a key, lower-cased: `DB_PASSWORD` → `db password`, `authToken` → `auth token`.
@@ -123,7 +152,7 @@ pub fn secret_key(key: &str) -> bool {
 /// Whether a bare value reads as code (or a reference), not as a literal secret.
 fn code_like(v: &str) -> bool {
     if v.starts_with([
-        '=', ':', '>', '$', '{', '[', '(', '<', '%', '&', '*', '#', '|', '\\',
+        '=', ':', '>', '$', '{', '}', '[', ']', '(', ')', '<', '%', '&', '*', '#', '|', '\\', '?',
     ]) {
         return true;
     }
@@ -145,9 +174,18 @@ fn code_like(v: &str) -> bool {
 }
 
 /// The byte range of the value in one candidate match, if it is a secret's value.
-pub fn value(caps: &Captures) -> Option<Range<usize>> {
+pub fn value(text: &str, caps: &Captures) -> Option<Range<usize>> {
     let key = caps.name("key")?;
     if !secret_key(key.as_str()) {
+        return None;
+    }
+    let sep = caps.name("sep").map_or("", |m| m.as_str());
+    // `"$PWD":/src`: a shell variable, not a key (PHP's `$password = …` is one).
+    let before = key
+        .start()
+        .checked_sub(1)
+        .and_then(|i| text.as_bytes().get(i));
+    if sep == ":" && before == Some(&b'$') {
         return None;
     }
     let quoted = caps
@@ -155,6 +193,15 @@ pub fn value(caps: &Captures) -> Option<Range<usize>> {
         .or_else(|| caps.name("sq"))
         .or_else(|| caps.name("bq"));
     if let Some(v) = quoted {
+        // `prompt='Password: '`: the key is inside a string literal, and the "value" starts
+        // at that literal's closing quote.
+        let b = text.as_bytes();
+        let at = |i: Option<usize>| i.and_then(|i| b.get(i)).copied();
+        let q = at(v.start().checked_sub(1));
+        let before = at(key.start().checked_sub(1));
+        if q.is_some() && before == q && at(Some(key.end())) != q {
+            return None;
+        }
         let s = v.as_str();
         if s.trim().is_empty() || s.starts_with("${") || s.starts_with("{{") {
             return None;
@@ -167,11 +214,25 @@ pub fn value(caps: &Captures) -> Option<Range<usize>> {
         return None;
     }
     // A field or parameter type: `token: Token,`, `f(password: Secret)`.
-    let sep = caps.name("sep").map_or("", |m| m.as_str());
     let type_name = s.starts_with(|c: char| c.is_ascii_uppercase())
         && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
     if sep == ":" && type_name && v.as_str().len() > s.len() {
         return None;
+    }
+    // A list of names: `user, password = user, password`.
+    let name = s.bytes().all(|c| c.is_ascii_alphabetic() || c == b'_');
+    if name && v.as_str()[s.len()..].starts_with(',') {
+        return None;
+    }
+    // Still being typed (the value ends the text): the start of a literal or code root
+    // (`Non…`, `sel…`) or of a snake_case name (`fallback_getp…`) waits for the next char.
+    if v.end() == text.len() {
+        let lower = s.to_ascii_lowercase();
+        if NOT_VALUES.iter().any(|n| n.starts_with(&lower))
+            || (s.contains('_') && s.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'))
+        {
+            return None;
+        }
     }
     Some(v.start()..v.start() + s.len())
 }
@@ -179,7 +240,7 @@ pub fn value(caps: &Captures) -> Option<Range<usize>> {
 /// Every assigned secret value in `text`.
 pub fn matches(re: &Regex, text: &str) -> Vec<Range<usize>> {
     re.captures_iter(text)
-        .filter_map(|c| value(&c))
+        .filter_map(|c| value(text, &c))
         .filter(|r| !r.is_empty())
         .collect()
 }
@@ -237,6 +298,8 @@ mod tests {
         assert_eq!(redacted(r#"'vm_password': "pa ss""#), ["pa ss"]);
         assert_eq!(redacted("api_key: 12345abcde"), ["12345abcde"]);
         assert_eq!(redacted("export TOKEN=abc123, next"), ["abc123"]);
+        assert_eq!(redacted("password=hunter"), ["hunter"]);
+        assert_eq!(redacted("password=smtp_password # x"), ["smtp_password"]);
         assert_eq!(redacted("password = \"still typ"), ["still typ"]);
         for code in [
             "if password == other:",
@@ -248,6 +311,14 @@ mod tests {
             "\"token\": {",
             "password = \"\"",
             "use token::Kind;",
+            "docker run -v \"$PWD\":/src -w /src img",
+            "println!(\"{token:?}\");",
+            "    token = self",
+            "    token = sel",
+            "    passwd = Non",
+            "    passwd = fallback_getp",
+            "def unix_getpass(prompt='Password: ', stream=None):",
+            "self.user, self.password = user, password",
         ] {
             assert!(redacted(code).is_empty(), "{code}: {:?}", redacted(code));
         }

@@ -8,14 +8,17 @@
 //! - card numbers (Luhn) and IBANs (mod 97), here, and PEM / PGP private-key blocks, which
 //!   the caller follows from their BEGIN line to their END line.
 //!
-//! All built-in patterns go through one `RegexSet` first: on most key releases few match and
-//! only those run their own search.
+//! Cost: the scan runs on every key release over at most 256 chars. Each regex runs on its
+//! own: most start with a literal that their prefilter finds (or not) at memchr speed. A
+//! `RegexSet` of all the built-ins as a prefilter was measured and dropped: over the test
+//! corpora in 256-byte chunks (release build, warm caches) the set alone took ~370–580 µs a
+//! scan, the whole scan without it ~55 µs (the entropy detectors ~4 µs of that).
 
 pub mod assignment;
 pub mod entropy;
 pub mod rules;
 
-use regex::{Regex, RegexSet};
+use regex::Regex;
 use std::ops::Range;
 
 /// One detector.
@@ -41,7 +44,7 @@ enum Check {
 
 const CARD: &str = r"(?-u:\b)[0-9](?:[ -]?[0-9]){12,18}(?-u:\b)";
 const IBAN: &str = r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}";
-/// Candidate runs for the entropy detectors (the prefilter's view of them).
+/// Candidate runs for the entropy detectors (unused but for names: [`entropy`] scans itself).
 const HEX_RUN: &str = r"[0-9a-fA-F]{20}";
 const BASE64_RUN: &str = r"[A-Za-z0-9+/_-]{20}";
 
@@ -55,8 +58,6 @@ const PEM_END_ANY: &str = r"-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----";
 /// The detector set in force.
 pub struct Detectors {
     list: Vec<Detector>,
-    /// One pattern per built-in detector (the first `set.len()` of `list`).
-    set: RegexSet,
     pub pem_begin: Regex,
     pub pem_end: Regex,
     pem_end_any: Regex,
@@ -75,7 +76,6 @@ impl Detectors {
     pub fn empty() -> Detectors {
         Detectors {
             list: Vec::new(),
-            set: RegexSet::empty(),
             pem_begin: Regex::new("a^").unwrap_or_else(|_| unreachable_regex()),
             pem_end: Regex::new("a^").unwrap_or_else(|_| unreachable_regex()),
             pem_end_any: Regex::new("a^").unwrap_or_else(|_| unreachable_regex()),
@@ -103,8 +103,6 @@ impl Detectors {
         add("assignment", assignment::FLAG_PATTERN, 0, Check::Assignment)?;
         add("high_entropy_hex", HEX_RUN, 0, Check::Hex)?;
         add("high_entropy_base64", BASE64_RUN, 0, Check::Base64)?;
-        let set = RegexSet::new(list.iter().map(|d| d.regex.as_str()))
-            .map_err(|e| format!("built-in set: {e}"))?;
         for c in custom {
             if c.name.is_empty() {
                 return Err("a detector needs a name".into());
@@ -118,7 +116,6 @@ impl Detectors {
         }
         Ok(Detectors {
             list,
-            set,
             pem_begin: Regex::new(PEM_BEGIN).map_err(|e| e.to_string())?,
             pem_end: Regex::new(PEM_END).map_err(|e| e.to_string())?,
             pem_end_any: Regex::new(PEM_END_ANY).map_err(|e| e.to_string())?,
@@ -140,11 +137,7 @@ impl Detectors {
     /// first (the first match to claim a char names its redaction), then the operator's.
     pub fn scan<'a>(&'a self, text: &str) -> Vec<(&'a str, Range<usize>)> {
         let mut out = Vec::new();
-        let hits = self.set.matches(text);
-        for (i, d) in self.list.iter().enumerate() {
-            if i < self.set.len() && !hits.matched(i) {
-                continue;
-            }
+        for d in &self.list {
             let name = d.name.as_str();
             let found = match d.check {
                 Check::Luhn => {

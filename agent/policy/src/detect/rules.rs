@@ -1,48 +1,70 @@
 //! Built-in provider and PII rules: `(name, regex, group to redact)`.
 //!
-//! The patterns are our own, written from the formats the public catalogues describe; none is
-//! copied verbatim (most are narrower or wider to suit typed text: no keyword context needed
-//! where the prefix is distinctive, a word boundary instead of the catalogues' look-arounds,
-//! which `regex` has not). Where each format came from:
+//! The regexes are our own, written after reading three public catalogues (gitleaks
+//! b58d3f1, Nosey Parker 2e6e7f3, trufflehog's detector list); none is copied: most drop the
+//! catalogues' keyword context where a prefix is distinctive, and use a word boundary or a
+//! consumed delimiter (plus a capture group) instead of look-arounds, which `regex` has not.
+//! Where each rule's format came from (catalogue rule ids in brackets):
 //!
-//! - gitleaks (`config/gitleaks.toml`, github.com/gitleaks/gitleaks): aws-access-token,
-//!   github-pat / github-fine-grained-pat / github-app-token / github-oauth /
-//!   github-refresh-token, gitlab-pat / gitlab-runner-authentication-token /
-//!   gitlab-rrt (GR1348941) / gitlab-deploy-token / gitlab-ptt / gitlab-feed-token,
-//!   slack-bot/user/app-token / slack-webhook-url, stripe-access-token, npm-access-token,
-//!   pypi-upload-token, twilio-api-key, sendgrid-api-token, mailgun-private-api-token /
-//!   mailgun-pub-key, shopify-access-token / custom-access-token / private-app-access-token /
-//!   shared-secret, digitalocean-pat / access-token / refresh-token, doppler-api-token,
-//!   vault-service-token / vault-batch-token, databricks-api-token, heroku-api-key(-v2),
-//!   atlassian-api-token, linear-api-key, anthropic-api-key / admin-api-key,
-//!   huggingface-access-token / organization-api-token, telegram-bot-api-token,
-//!   square-access-token / square-secret, dropbox-short-lived-api-token,
-//!   gcp-api-key, openai-api-key, jwt, private-key, age-secret-key, grafana-api-key /
-//!   cloud-api-token / service-account-token, postman-api-token, pulumi-api-token,
-//!   rubygems-api-token, sendinblue-api-token, planetscale-api-token / password,
-//!   flutterwave-secret-key, easypost-api-token, figma? (no: see Nosey Parker), docker?
-//!   (no: see trufflehog), adobe-client-secret, sentry-org/user-token, new-relic-user-api-key,
-//!   dynatrace-api-token, alibaba-access-key-id, stripe webhook (`whsec_`),
-//!   1password-service-account-token, facebook-page-access-token, notion-api-token,
-//!   artifactory-api-key / reference-token, clojars-api-token, nuget (Nosey Parker),
-//!   flyio-access-token, authress? (not included), generic basic-auth URL.
-//! - trufflehog detectors (`pkg/detectors/*`, github.com/trufflesecurity/trufflehog):
-//!   aws secret key next to an access key id / `aws_secret_access_key` keyword,
-//!   dockerhub `dckr_pat_`, discord bot token and webhook, azure storage connection string
-//!   (`AccountKey=`), azure SAS `sig=`, gcp service account `private_key_id`, uri
-//!   (`scheme://user:password@host`, the password is redacted), heroku UUID near "heroku",
-//!   google OAuth client secret `GOCSPX-`, google OAuth access token `ya29.`.
-//! - Nosey Parker rules (`crates/noseyparker-rules/data/default/rules/*.yml`,
-//!   github.com/praetorian-inc/noseyparker): PGP private key block, Figma `figd_`,
-//!   NuGet `oy2`, Terraform Cloud `.atlasv1.`, Slack webhook, `Authorization: Bearer`,
-//!   `Authorization: Basic`, Postgres/MySQL/MongoDB URLs with credentials, E.164 phones?
-//!   (no: our own), unsigned JWTs (ours, after their JWT rule).
-//! - Ours: email (RFC 5322-ish), US phone numbers (`(415) 555-0132`, `415-555-0132`,
-//!   `415.555.0132`) and E.164 (`+14155550132`), card numbers (Luhn, in `mod.rs`), IBAN
-//!   (mod 97, in `mod.rs`).
+//! - gitleaks (`config/gitleaks.toml`, github.com/gitleaks/gitleaks):
+//!   `aws_access_key` [aws-access-token], `github_token` [github-pat, github-fine-grained-pat,
+//!   github-oauth, github-app-token, github-refresh-token], `gitlab_token` [gitlab-pat,
+//!   gitlab-runner-authentication-token, gitlab-rrt, gitlab-deploy-token, gitlab-ptt,
+//!   gitlab-feed-token, gitlab-incoming-mail-token, gitlab-kubernetes-agent-token],
+//!   `slack_token` [slack-bot-token, slack-user-token, slack-app-token,
+//!   slack-config-access-token], `slack_webhook` [slack-webhook-url], `stripe_key`
+//!   [stripe-access-token], `anthropic_key` [anthropic-api-key, anthropic-admin-api-key],
+//!   `openai_key` [openai-api-key], `huggingface_token` [huggingface-access-token,
+//!   huggingface-organization-api-token], `google_api_key` [gcp-api-key], `npm_token`
+//!   [npm-access-token], `pypi_token` [pypi-upload-token], `mailchimp_key`
+//!   [mailchimp-api-key], `rubygems_token` [rubygems-api-token], `clojars_token`
+//!   [clojars-api-token], `artifactory_key` [artifactory-api-key,
+//!   artifactory-reference-token], `twilio_key` [twilio-api-key; the `AC` account SID is
+//!   ours], `sendgrid_key` [sendgrid-api-token], `mailgun_key` [mailgun-private-api-token,
+//!   mailgun-pub-key], `sendinblue_key` [sendinblue-api-token], `telegram_bot_token`
+//!   [telegram-bot-api-token], `shopify_token` [shopify-access-token,
+//!   shopify-custom-access-token, shopify-private-app-access-token, shopify-shared-secret],
+//!   `square_token` [square-access-token], `flutterwave_key` [flutterwave-secret-key,
+//!   flutterwave-public-key], `easypost_key` [easypost-api-token, easypost-test-api-token],
+//!   `facebook_token` [facebook-page-access-token], `digitalocean_token` [digitalocean-pat,
+//!   digitalocean-access-token, digitalocean-refresh-token], `doppler_token`
+//!   [doppler-api-token], `vault_token` [vault-service-token, vault-batch-token],
+//!   `databricks_token` [databricks-api-token], `heroku_key` [heroku-api-key,
+//!   heroku-api-key-v2], `terraform_token` [hashicorp-tf-api-token], `pulumi_token`
+//!   [pulumi-api-token], `planetscale_token` [planetscale-api-token, planetscale-password,
+//!   planetscale-oauth-token], `grafana_token` [grafana-api-key, grafana-cloud-api-token,
+//!   grafana-service-account-token], `flyio_token` [flyio-access-token], `alibaba_key`
+//!   [alibaba-access-key-id], `atlassian_token` [atlassian-api-token], `dropbox_token`
+//!   [dropbox-short-lived-api-token, dropbox-long-lived-api-token], `linear_key`
+//!   [linear-api-key], `postman_key` [postman-api-token], `notion_token`
+//!   [notion-api-token], `sentry_token` [sentry-org-token, sentry-user-token],
+//!   `newrelic_key` [new-relic-user-api-key, new-relic-insert-key], `dynatrace_token`
+//!   [dynatrace-api-token], `onepassword_token` [1password-service-account-token],
+//!   `adobe_secret` [adobe-client-secret], `age_secret_key` [age-secret-key], `jwt` [jwt],
+//!   `curl_user` [curl-auth-user], and the PEM/PGP block markers in `mod.rs` [private-key,
+//!   whose `( BLOCK)?` takes PGP's `PRIVATE KEY BLOCK`].
+//! - Nosey Parker (`crates/noseyparker/data/default/builtin/rules/*.yml`,
+//!   github.com/praetorian-inc/noseyparker): `url_password` [np.postgres.1, np.mongodb.1],
+//!   `authorization_header` [np.http.1 and the `Authorization: Bearer` examples of
+//!   np.blynk / np.particleio], `google_oauth` [np.google.2 `GOCSPX-`, np.google.4
+//!   `ya29.`], `nuget_key` [np.nuget.1], `dockerhub_token` [np.dockerhub.1],
+//!   `kubernetes_bootstrap_token` [np.kubernetes.1], `sourcegraph_token`
+//!   [np.sourcegraph.1; its 64-char form: np.segment.1], `atlassian_token`'s `ATBB`
+//!   [np.bitbucket.1], and the unsigned-JWT branch of `jwt` (ours, after np.jwt.1).
+//! - trufflehog (`pkg/detectors/*`, github.com/trufflesecurity/trufflehog):
+//!   `aws_secret_key` [aws: a 40-char secret next to an access key id or the
+//!   `aws_secret_access_key` name], `discord_token` [discordbottoken], `discord_webhook`
+//!   [discordwebhook], `azure_storage_key` [azure_storage: `AccountKey=` in a connection
+//!   string], `azure_sas` [azuresastoken: the `sig=` of a SAS URL], `gcp_private_key_id` [gcp: the service
+//!   account JSON], `url_password` [uri], `bearer_token` [the `Bearer` header most detectors
+//!   verify with].
+//! - Ours: `figma_token` (Figma's documented `figd_` prefix), `email`, `phone` (E.164 and
+//!   international with separators; North American `(415) 555-0132`, `415-555-0132`,
+//!   `415.555.0132`, `1-800-555-0199`), and in `mod.rs` card numbers (Luhn) and IBANs
+//!   (mod 97).
 //!
-//! Every pattern starts with a literal or a small class so the `RegexSet` prefilter and the
-//! regexes' own literal optimisations skip most text; none has nested unbounded repetition.
+//! Most patterns start with a literal (or a few), which the regexes' own literal prefilters
+//! search for first; none nests unbounded repetitions.
 
 /// `(name, regex, group to redact)`, most specific first: the first rule to claim a char
 /// names its redaction (`filter.rs` keeps the group of the first match).
@@ -123,11 +145,6 @@ pub const PROVIDERS: &[(&str, &str, usize)] = &[
         r"(?-u:\b)pypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{40,}",
         0,
     ),
-    (
-        "mailchimp_key",
-        r"(?-u:\b)[0-9a-f]{32}-us[0-9]{1,2}(?-u:\b)",
-        0,
-    ),
     ("rubygems_token", r"(?-u:\b)rubygems_[a-f0-9]{48}", 0),
     ("nuget_key", r"(?-u:\b)oy2[a-z0-9]{43}", 0),
     ("clojars_token", r"(?-u:\b)CLOJARS_[a-z0-9]{60}", 0),
@@ -152,6 +169,11 @@ pub const PROVIDERS: &[(&str, &str, usize)] = &[
     (
         "sendinblue_key",
         r"(?-u:\b)xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16}",
+        0,
+    ),
+    (
+        "mailchimp_key",
+        r"(?-u:\b)[0-9a-f]{32}-us[0-9]{1,2}(?-u:\b)",
         0,
     ),
     (
@@ -305,9 +327,10 @@ pub const PROVIDERS: &[(&str, &str, usize)] = &[
         0,
     ),
     (
-        // `postgres://user:PASS@host`, `https://user:PASS@host`: the password.
+        // `postgres://user:PASS@host`, `https://user:PASS@host`: the password. (No scheme in
+        // the pattern: starting at `://` lets a literal search skip text without one.)
         "url_password",
-        r"(?i:[a-z][a-z0-9+.-]{1,20})://[A-Za-z0-9._~%!$&'()*+,;=-]+:([^\s:/?#@\x22'`]+)@[A-Za-z0-9.\[\]-]",
+        r"://[A-Za-z0-9._~%!$&'()*+,;=-]+:([^\s:/?#@\x22'`]+)@[A-Za-z0-9.\[\]-]",
         1,
     ),
     (
