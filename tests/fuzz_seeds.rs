@@ -113,6 +113,15 @@ fn replay_input() {
     println!("{s:?}");
 }
 
+/// The fuzzer's find of 2026-12-03: a pointer sample at NaN, which decoded (and would have
+/// reached the dataset) but never compared equal to itself. Refused now.
+#[test]
+fn a_pointer_at_nan_is_refused() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/known/session_message-nan-pointer");
+    let data = std::fs::read(&path).expect("known input");
+    assert!(!fuzz::session_message(&data), "{} decodes", path.display());
+}
+
 #[test]
 fn session_message_seeds() {
     let seeds = corpus("session_message");

@@ -155,12 +155,30 @@ pub fn decode_message(mut packet: &[u8]) -> Result<SessionMessage, DecodeError> 
             })
         }
         schema::session_message::Which::Refresh(()) => SessionMessage::Refresh,
-        schema::session_message::Which::Pointer(p) => SessionMessage::Pointer(read_pointer(p?)),
+        schema::session_message::Which::Pointer(p) => {
+            let p = read_pointer(p?);
+            finite("pointer position", &[p.x, p.y])?;
+            SessionMessage::Pointer(p)
+        }
         schema::session_message::Which::Display(d) => {
-            SessionMessage::Display(Box::new(read_display(d?)?))
+            let d = read_display(d?)?;
+            let scales: Vec<f64> = d.monitors.iter().map(|m| m.scale).collect();
+            finite("monitor scale", &scales)?;
+            SessionMessage::Display(Box::new(d))
         }
         schema::session_message::Which::Window(w) => SessionMessage::Window(read_window(w?)),
     })
+}
+
+/// A helper's numbers go into the dataset as they are: NaN or infinite ones are refused.
+fn finite(what: &str, values: &[f64]) -> Result<(), DecodeError> {
+    if values.iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(DecodeError::Capnp(capnp::Error::failed(format!(
+            "{what} is not a finite number"
+        ))))
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +271,36 @@ mod tests {
             b[i] ^= 0x5a;
             let _ = decode_message(&b);
         }
+    }
+
+    #[test]
+    fn positions_and_scales_that_are_not_numbers_are_refused() {
+        for (x, y) in [
+            (f64::NAN, 1.0),
+            (1.0, f64::INFINITY),
+            (f64::NEG_INFINITY, 0.0),
+        ] {
+            let p = SessionMessage::Pointer(PointerSample {
+                x,
+                y,
+                ..Default::default()
+            });
+            assert!(decode_message(&encode_message(&p)).is_err(), "{x} {y}");
+        }
+        let d = SessionMessage::Display(Box::new(DisplayInfo {
+            monitors: vec![crate::Monitor {
+                scale: f64::NAN,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }));
+        assert!(decode_message(&encode_message(&d)).is_err());
+        let ok = SessionMessage::Pointer(PointerSample {
+            x: 12.5,
+            y: -3.0,
+            ..Default::default()
+        });
+        assert_eq!(decode_message(&encode_message(&ok)).ok(), Some(ok));
     }
 }
 
