@@ -1,23 +1,30 @@
 //! The filter's unit and property tests.
 
+use crate::filter::Level;
+use crate::rules::{Origin, RuleConfig};
+use crate::{Policy, PolicySpec};
+
+/// One rule: `/usr/bin/app` (rule "app") at `level`; nothing else is captured.
+fn policy(level: Level) -> Policy {
+    Policy::compile(PolicySpec {
+        rules: vec![RuleConfig {
+            name: Some("app".into()),
+            exe: Some("/usr/bin/app".into()),
+            level,
+            origin: Origin::default(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .expect("policy")
+}
+
 mod unit {
     use crate::filter::*;
     use crate::rules::{Origin, RuleConfig};
     use crate::PolicySpec;
 
-    fn policy(level: Level) -> Policy {
-        Policy::compile(PolicySpec {
-            rules: vec![RuleConfig {
-                name: Some("app".into()),
-                exe: Some("/usr/bin/app".into()),
-                level,
-                origin: Origin::default(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
-        .expect("policy")
-    }
+    use super::policy;
 
     fn focus(seq: u64, exe: &str) -> Record {
         Record::Focus(Box::new(FocusInfo {
@@ -581,22 +588,9 @@ mod unit {
 
 mod props {
     use crate::filter::*;
-    use crate::rules::{Origin, RuleConfig};
-    use crate::PolicySpec;
     use proptest::prelude::*;
 
-    fn policy(level: Level) -> Policy {
-        Policy::compile(PolicySpec {
-            rules: vec![RuleConfig {
-                exe: Some("/usr/bin/app".into()),
-                level,
-                origin: Origin::default(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
-        .expect("policy")
-    }
+    use super::policy;
 
     proptest! {
         /// Arbitrary event streams never panic; at `timing` no printable key identity and no
