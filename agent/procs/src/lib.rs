@@ -227,7 +227,8 @@ pub enum ProcEvent {
 /// Identities of the processes that focus reports named, kept current by [`ProcEvent`]s.
 ///
 /// The table is a cache, not a census: an entry is added the first time a pid is looked up,
-/// refreshed on that pid's exec and removed on its exit, so nothing ever rescans `/proc`.
+/// refreshed on that pid's exec and removed on its exit, so a hit costs one read of
+/// `/proc/PID/stat` (to see that the pid was not reused) and nothing ever rescans `/proc`.
 /// While no event source is live, every lookup reads `/proc` again.
 pub struct ProcTable {
     entries: Mutex<HashMap<u32, Arc<ProcIdentity>>>,
@@ -265,8 +266,17 @@ impl ProcTable {
             return Err(ProcError::Gone(0));
         }
         if self.is_live() {
-            if let Some(id) = self.map().get(&pid).cloned() {
-                return Ok(id);
+            if let Some(id) = self.peek(pid) {
+                // Events arrive after the fact: the exit of the old holder of a reused pid can
+                // still be queued. One stat read tells the two apart (found by CI).
+                match read_stat(pid) {
+                    Ok(stat) if stat.start_time == id.start_time => return Ok(id),
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.map().remove(&pid);
+                        return Err(e);
+                    }
+                }
             }
         }
         // No events (or not cached): read /proc. Without events a cached entry could miss an
