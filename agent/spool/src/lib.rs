@@ -7,8 +7,10 @@
 pub mod frame;
 pub mod read;
 pub mod sealed;
+pub mod shipped;
 
 pub use read::{list_segments, read_segment, Item, SegmentFile};
+pub use shipped::{is_shipped, mark_shipped, shipped_marker, spool_id};
 
 use imprint_fsutil as fsutil;
 use std::fs::File;
