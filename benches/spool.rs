@@ -1,10 +1,12 @@
 //! Spool throughput: input events per second appended to a segment and fsynced, in batches
-//! as the agent writes them. `cargo bench -p imprint-benches --bench spool`
+//! as the agent writes them; the same encrypted to an operator key (per batch, no fsync, to
+//! isolate the cost); and age encryption of a sealed container in bytes per second.
+//! `cargo bench -p imprint-benches --bench spool`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use imprint_record::codec::{encode_batch, BatchMeta};
 use imprint_record::{InputEvent, Record};
-use imprint_spool::{Spool, SpoolOptions};
+use imprint_spool::{Recipients, Spool, SpoolOptions};
 use std::time::Duration;
 
 fn batch(n: usize) -> Vec<u8> {
@@ -63,9 +65,43 @@ fn append_and_fsync(c: &mut Criterion) {
     g.finish();
 }
 
+fn encryption(c: &mut Criterion) {
+    let recipients =
+        Recipients::parse(&[age::x25519::Identity::generate().to_public().to_string()])
+            .expect("recipient");
+    let mut g = c.benchmark_group("spool_encrypted");
+    for n in [64usize, 1024] {
+        let payload = batch(n);
+        let dir = tempfile::tempdir_in(
+            std::env::var_os("IMPRINT_BENCH_DIR").unwrap_or_else(|| ".".into()),
+        )
+        .expect("tempdir");
+        let (mut spool, _) = Spool::open(SpoolOptions {
+            segment_max_bytes: 64 << 20,
+            recipients: Some(recipients.clone()),
+            ..SpoolOptions::new(dir.path().join("spool"))
+        })
+        .expect("spool");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(
+            BenchmarkId::new("events_append_encrypted_per_batch", n),
+            &payload,
+            |b, p| b.iter(|| spool.append_tagged(&[0; 40], p).expect("append")),
+        );
+    }
+    let container: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    g.throughput(Throughput::Bytes(container.len() as u64));
+    g.bench_function("seal_encrypt_bytes", |b| {
+        b.iter(|| recipients.encrypt(&container).expect("encrypt"))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = append_and_fsync
+    targets = append_and_fsync, encryption
 }
 criterion_main!(benches);

@@ -51,6 +51,7 @@ enum Stage {
   spoolCorrupt @7;     # a spool frame failed validation when read back
   spoolTorn @8;        # a torn tail was truncated during recovery
   paused @9;           # the person recording paused capture (imprint status --pause)
+  retention @10;       # the disk budget forced deleting a segment that was not yet shipped
 }
 
 # A counted loss: never silence.

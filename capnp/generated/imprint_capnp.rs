@@ -969,6 +969,7 @@ pub enum Stage {
     SpoolCorrupt = 7,
     SpoolTorn = 8,
     Paused = 9,
+    Retention = 10,
 }
 
 impl ::capnp::introspect::Introspect for Stage {
@@ -991,6 +992,7 @@ impl ::core::convert::TryFrom<u16> for Stage {
             7 => ::core::result::Result::Ok(Self::SpoolCorrupt),
             8 => ::core::result::Result::Ok(Self::SpoolTorn),
             9 => ::core::result::Result::Ok(Self::Paused),
+            10 => ::core::result::Result::Ok(Self::Retention),
             n => ::core::result::Result::Err(::capnp::NotInSchema(n)),
         }
     }
@@ -1003,7 +1005,7 @@ impl ::capnp::traits::HasTypeId for Stage {
     const TYPE_ID: u64 = 0xc1b9_13e9_7592_51e4u64;
 }
 mod stage {
-pub(crate) static ENCODED_NODE: [::capnp::Word; 63] = [
+pub(crate) static ENCODED_NODE: [::capnp::Word; 68] = [
     ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
     ::capnp::word(228, 81, 146, 117, 233, 19, 185, 193),
     ::capnp::word(14, 0, 0, 0, 2, 0, 0, 0),
@@ -1013,43 +1015,46 @@ pub(crate) static ENCODED_NODE: [::capnp::Word; 63] = [
     ::capnp::word(21, 0, 0, 0, 162, 0, 0, 0),
     ::capnp::word(29, 0, 0, 0, 7, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(25, 0, 0, 0, 247, 0, 0, 0),
+    ::capnp::word(25, 0, 0, 0, 15, 1, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(105, 109, 112, 114, 105, 110, 116, 46),
     ::capnp::word(99, 97, 112, 110, 112, 58, 83, 116),
     ::capnp::word(97, 103, 101, 0, 0, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 1, 0, 1, 0),
-    ::capnp::word(40, 0, 0, 0, 1, 0, 2, 0),
+    ::capnp::word(44, 0, 0, 0, 1, 0, 2, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(113, 0, 0, 0, 66, 0, 0, 0),
+    ::capnp::word(125, 0, 0, 0, 66, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(1, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(105, 0, 0, 0, 90, 0, 0, 0),
+    ::capnp::word(117, 0, 0, 0, 90, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(2, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(101, 0, 0, 0, 74, 0, 0, 0),
+    ::capnp::word(113, 0, 0, 0, 74, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(3, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(97, 0, 0, 0, 130, 0, 0, 0),
+    ::capnp::word(109, 0, 0, 0, 130, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(4, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(93, 0, 0, 0, 58, 0, 0, 0),
+    ::capnp::word(105, 0, 0, 0, 58, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(5, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(85, 0, 0, 0, 42, 0, 0, 0),
+    ::capnp::word(97, 0, 0, 0, 42, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(6, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(77, 0, 0, 0, 98, 0, 0, 0),
+    ::capnp::word(89, 0, 0, 0, 98, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(7, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(73, 0, 0, 0, 106, 0, 0, 0),
+    ::capnp::word(85, 0, 0, 0, 106, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(8, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(69, 0, 0, 0, 82, 0, 0, 0),
+    ::capnp::word(81, 0, 0, 0, 82, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(9, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(65, 0, 0, 0, 58, 0, 0, 0),
+    ::capnp::word(77, 0, 0, 0, 58, 0, 0, 0),
+    ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
+    ::capnp::word(10, 0, 0, 0, 0, 0, 0, 0),
+    ::capnp::word(69, 0, 0, 0, 82, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(117, 110, 107, 110, 111, 119, 110, 0),
     ::capnp::word(98, 112, 102, 82, 101, 115, 101, 114),
@@ -1067,6 +1072,8 @@ pub(crate) static ENCODED_NODE: [::capnp::Word; 63] = [
     ::capnp::word(115, 112, 111, 111, 108, 84, 111, 114),
     ::capnp::word(110, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(112, 97, 117, 115, 101, 100, 0, 0),
+    ::capnp::word(114, 101, 116, 101, 110, 116, 105, 111),
+    ::capnp::word(110, 0, 0, 0, 0, 0, 0, 0),
 ];
 pub(crate) fn get_annotation_types(child_index: Option<u16>, index: u32) -> ::capnp::introspect::Type {
     ::capnp::introspect::panic_invalid_annotation_indices(child_index, index)

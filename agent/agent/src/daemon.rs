@@ -64,6 +64,12 @@ pub fn options(
             segment_max_bytes: cfg.spool.segment_max_bytes,
             retention_max_bytes: cfg.spool.retention_max_bytes,
             retention_max_age: Duration::from_secs(cfg.spool.retention_max_age_hours * 3600),
+            // Malformed keys stop the agent: it never falls back to writing plaintext.
+            recipients: if cfg.spool.recipients.is_empty() {
+                None
+            } else {
+                Some(imprint_spool::Recipients::parse(&cfg.spool.recipients)?)
+            },
             ..SpoolOptions::new(paths.spool.clone())
         },
         fsync_interval: cfg.spool.fsync_interval(),

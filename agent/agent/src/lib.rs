@@ -12,6 +12,7 @@
 
 pub mod control;
 pub mod daemon;
+pub mod retention;
 pub mod status;
 pub mod verdict;
 
@@ -25,6 +26,7 @@ use imprint_record::{DeviceInfo, Gap, Record, Stage, NO_DEVICE};
 use imprint_ring::reader::RingWaker;
 use imprint_ring::{ReadOutcome, RingReader};
 use imprint_spool::{Spool, SpoolError, SpoolOptions};
+use retention::{time_span, SegmentSummary};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,6 +106,16 @@ struct Resume {
     seq: u64,
 }
 
+impl Resume {
+    /// From the clear tag beside an encrypted batch.
+    fn from_tag(tag: &[u8]) -> Option<Resume> {
+        SegmentSummary::from_tag(tag).map(|s| Resume {
+            epoch: s.ring_epoch,
+            seq: s.ring_seq_last,
+        })
+    }
+}
+
 struct Agent {
     opts: AgentOptions,
     spool: Spool,
@@ -118,6 +130,8 @@ struct Agent {
     verdicts: Option<verdict::VerdictSender>,
     /// Stamped on every batch, so exports can tell one boot's monotonic clock from another's.
     boot_id: String,
+    /// What the open segment holds so far (its clear tag when encrypted).
+    segment: SegmentSummary,
 }
 
 /// The policy status file beside `status_path`.
@@ -129,7 +143,16 @@ pub fn policy_status_path(status_path: &std::path::Path) -> PathBuf {
 pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
     let (spool, recovery) = Spool::open(opts.spool.clone())?;
     let mut resume = Resume::default();
-    if let Some(payload) = &recovery.last_payload {
+    if let Some(tag) = &recovery.last_tag {
+        match Resume::from_tag(tag) {
+            Some(r) => resume = r,
+            None => {
+                tracing::warn!(
+                    "newest spool batch has no ring position; ring frames may be written twice"
+                )
+            }
+        }
+    } else if let Some(payload) = &recovery.last_payload {
         match decode_batch(payload) {
             Ok((meta, _)) => {
                 resume = Resume {
@@ -155,6 +178,14 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         ..Default::default()
     };
     stats.spool_torn_bytes = recovery.torn_bytes;
+    stats.spool_encrypted = opts.spool.recipients.is_some();
+    stats.spool_recipients = opts.spool.recipients.as_ref().map_or(0, |r| r.len() as u64);
+    if recovery.encrypted_segments > 0 {
+        tracing::info!(
+            segments = recovery.encrypted_segments,
+            "encrypted the plaintext segments written before recipients were configured"
+        );
+    }
     let filter = Filter::new(opts.policy.clone());
     let control = opts.control_path.as_deref().and_then(|path| {
         let sources = control::Sources {
@@ -183,13 +214,14 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         control,
         verdicts: None,
         boot_id: imprint_record::boot_id(),
+        segment: SegmentSummary::default(),
     };
     agent.verdicts = agent
         .opts
         .session_socket
         .clone()
         .map(verdict::VerdictSender::new);
-    agent.spool.enforce_retention(SystemTime::now());
+    agent.enforce_retention(false);
     // The control socket answers from what is published: publish before the first ring.
     agent.write_status();
     tracing::info!(spool = %agent.opts.spool.dir.display(), resume_epoch = resume.epoch, resume_seq = resume.seq, "agent started");
@@ -506,8 +538,18 @@ impl Agent {
         all.extend(self.pending_gaps.iter().copied().map(Record::Gap));
         all.append(records);
         let events = all.iter().filter(|r| matches!(r, Record::Event(_))).count() as u64;
-        match self.spool.append(&encode_batch(meta, &all)) {
+        let mut summary = if self.spool.has_open_segment() {
+            self.segment
+        } else {
+            SegmentSummary::default()
+        };
+        summary.add(meta.ring_epoch, meta.ring_seq_last, time_span(&all), events);
+        match self
+            .spool
+            .append_tagged(&summary.to_tag(), &encode_batch(meta, &all))
+        {
             Ok(_) => {
+                self.segment = summary;
                 if self.disk_full {
                     tracing::info!("spool writable again");
                     self.disk_full = false;
@@ -543,15 +585,33 @@ impl Agent {
                     }),
                 }
                 if matches!(e, SpoolError::NoSpace { .. }) {
-                    self.spool.enforce_retention(SystemTime::now());
+                    self.enforce_retention(true);
                 }
                 false
             }
         }
     }
 
+    /// Applies retention; unshipped segments it must delete become gap records.
+    fn enforce_retention(&mut self, make_room: bool) {
+        let mut lost = Vec::new();
+        self.spool
+            .enforce_retention(SystemTime::now(), make_room, |seg| {
+                lost.push(retention::lost_segment_gap(seg))
+            });
+        for gap in lost {
+            tracing::warn!(
+                events = gap.count,
+                "the disk budget forced deleting an unshipped segment"
+            );
+            self.stats.dropped_retention += gap.count;
+            self.stats.retention_unshipped_segments += 1;
+            self.pending_gaps.push(gap);
+        }
+    }
+
     fn after_sync(&mut self) {
-        self.spool.enforce_retention(SystemTime::now());
+        self.enforce_retention(false);
         self.stats.spool_bytes = self.spool.total_bytes();
         self.write_status();
     }
@@ -623,23 +683,6 @@ impl Agent {
         if let Err(e) = written {
             tracing::debug!(error = %e, "cannot write policy status snapshot");
         }
-    }
-}
-
-fn time_span(records: &[Record]) -> (u64, u64) {
-    let times = records.iter().filter_map(|r| match r {
-        Record::Event(e) => Some(e.mono_ns),
-        _ => None,
-    });
-    let (mut lo, mut hi) = (u64::MAX, 0);
-    for t in times {
-        lo = lo.min(t);
-        hi = hi.max(t);
-    }
-    if lo == u64::MAX {
-        (0, 0)
-    } else {
-        (lo, hi)
     }
 }
 

@@ -151,6 +151,9 @@ pub struct SpoolConfig {
     pub segment_max_bytes: u64,
     pub retention_max_bytes: u64,
     pub retention_max_age_hours: u64,
+    /// Operators' age X25519 public keys (`age1…`): with any, everything the spool writes
+    /// is encrypted to them and this machine cannot read it back.
+    pub recipients: Vec<String>,
 }
 
 impl Default for SpoolConfig {
@@ -160,6 +163,7 @@ impl Default for SpoolConfig {
             segment_max_bytes: 16 << 20,
             retention_max_bytes: 1 << 30,
             retention_max_age_hours: 24 * 7,
+            recipients: Vec::new(),
         }
     }
 }
@@ -285,6 +289,14 @@ impl Config {
         }
         if self.spool.fsync_interval_ms == 0 || self.spool.fsync_interval_ms > 60_000 {
             return bad("spool.fsync_interval_ms must be between 1 and 60000".into());
+        }
+        if let Some(r) = self.spool.recipients.iter().find(|r| {
+            let r = r.trim();
+            !r.starts_with("age1") || r.len() < 50 || r.chars().any(|c| !c.is_ascii_alphanumeric())
+        }) {
+            return bad(format!(
+                "spool.recipients: {r:?} is not an age X25519 public key (age1…)"
+            ));
         }
         if self.spool.segment_max_bytes < 4096 {
             return bad("spool.segment_max_bytes must be at least 4096".into());

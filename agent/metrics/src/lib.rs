@@ -22,6 +22,16 @@ pub struct AgentStats {
     pub ring_corrupt_frames: u64,
     pub spool_torn_bytes: u64,
     pub spool_bytes: u64,
+    /// Whether the spool is encrypted to operator keys (and to how many).
+    #[serde(default)]
+    pub spool_encrypted: bool,
+    #[serde(default)]
+    pub spool_recipients: u64,
+    /// Events in unshipped segments that the disk budget forced retention to delete.
+    #[serde(default)]
+    pub dropped_retention: u64,
+    #[serde(default)]
+    pub retention_unshipped_segments: u64,
     pub updated_unix_ms: u64,
 }
 
@@ -110,6 +120,7 @@ pub fn prometheus(
         dropped.push(("{stage=\"policy\"}", a.dropped_policy));
         dropped.push(("{stage=\"disk\"}", a.dropped_disk));
         dropped.push(("{stage=\"ring_corrupt\"}", a.ring_corrupt_frames));
+        dropped.push(("{stage=\"retention\"}", a.dropped_retention));
     }
     out.family(
         "imprint_events_dropped_total",
@@ -129,6 +140,12 @@ pub fn prometheus(
             "gauge",
             "Bytes in spool segments.",
             a.spool_bytes,
+        );
+        out.one(
+            "imprint_spool_encrypted",
+            "gauge",
+            "1 when the spool is encrypted to operator keys (0: plaintext on disk).",
+            u64::from(a.spool_encrypted),
         );
     }
     out.finish()

@@ -405,6 +405,7 @@ fn stage_to_schema(s: Stage) -> schema::Stage {
         Stage::SpoolCorrupt => schema::Stage::SpoolCorrupt,
         Stage::SpoolTorn => schema::Stage::SpoolTorn,
         Stage::Paused => schema::Stage::Paused,
+        Stage::Retention => schema::Stage::Retention,
     }
 }
 
@@ -420,6 +421,7 @@ fn stage_from_schema(s: schema::Stage) -> Stage {
         schema::Stage::SpoolCorrupt => Stage::SpoolCorrupt,
         schema::Stage::SpoolTorn => Stage::SpoolTorn,
         schema::Stage::Paused => Stage::Paused,
+        schema::Stage::Retention => Stage::Retention,
     }
 }
 

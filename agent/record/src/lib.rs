@@ -78,6 +78,8 @@ pub enum Stage {
     SpoolCorrupt,
     SpoolTorn,
     Paused,
+    /// The disk budget forced deleting a spool segment that was not yet shipped.
+    Retention,
 }
 
 impl Stage {
@@ -94,6 +96,7 @@ impl Stage {
             Stage::SpoolCorrupt => "spool_corrupt",
             Stage::SpoolTorn => "spool_torn",
             Stage::Paused => "paused",
+            Stage::Retention => "retention",
         }
     }
 }

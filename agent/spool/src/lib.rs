@@ -1,14 +1,18 @@
 //! The durable spool: CRC-framed segments on disk, sealed with zstd on rotation, recovered
-//! after a crash, and trimmed by size and age.
+//! after a crash, trimmed by size and age, and (with recipients) encrypted to operator keys
+//! before anything reaches the disk (see [`crypt`]).
 //!
 //! Payloads are opaque here (the agent writes capnp batches); the spool only guarantees that
 //! what [`Spool::sync`] returned for is on disk, and that a torn write is found and cut.
 
+pub mod crypt;
 pub mod frame;
 pub mod read;
+pub mod rewrite;
 pub mod sealed;
 pub mod shipped;
 
+pub use crypt::{CryptError, Identities, Recipients};
 pub use read::{list_segments, read_segment, Item, SegmentFile};
 pub use shipped::{is_shipped, mark_shipped, shipped_marker, spool_id};
 
@@ -29,6 +33,18 @@ pub struct SpoolOptions {
     /// Sealed segments older than this are deleted.
     pub retention_max_age: Duration,
     pub zstd_level: i32,
+    /// Operator keys everything is encrypted to; `None` writes plaintext.
+    pub recipients: Option<Recipients>,
+    /// Shipping is on: retention keeps what the store has not acknowledged while it can.
+    pub keep_unshipped: bool,
+}
+
+/// A segment retention deleted.
+#[derive(Debug)]
+pub struct Removed {
+    pub seg: SegmentFile,
+    /// Whether the store had acknowledged it.
+    pub shipped: bool,
 }
 
 impl SpoolOptions {
@@ -40,6 +56,8 @@ impl SpoolOptions {
             retention_max_bytes: 1 << 30,
             retention_max_age: Duration::from_secs(7 * 24 * 3600),
             zstd_level: 3,
+            recipients: None,
+            keep_unshipped: false,
         }
     }
 }
@@ -49,6 +67,8 @@ impl SpoolOptions {
 pub enum SpoolError {
     #[error("spool is out of space ({path})")]
     NoSpace { path: PathBuf },
+    #[error(transparent)]
+    Crypt(#[from] CryptError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -75,8 +95,13 @@ impl SpoolError {
 /// What start-up recovery found.
 #[derive(Debug, Default)]
 pub struct Recovery {
-    /// Payload of the newest intact frame: where the agent left off.
+    /// Payload of the newest intact frame: where the agent left off (`None` when it is
+    /// encrypted: then [`Recovery::last_tag`] says).
     pub last_payload: Option<Vec<u8>>,
+    /// Clear tag of the newest intact frame, when it is encrypted.
+    pub last_tag: Option<Vec<u8>>,
+    /// Plaintext sealed segments (from before encryption was configured) now encrypted.
+    pub encrypted_segments: usize,
     /// Bytes cut from torn tails.
     pub torn_bytes: u64,
     /// Open segments found (and sealed) from a previous run.
@@ -87,8 +112,11 @@ struct OpenSegment {
     path: PathBuf,
     file: File,
     len: u64,
-    frame_ends: Vec<usize>,
     synced: bool,
+    /// Sequence number and clear tag of the newest frame (for the sealed header).
+    last: (u64, Vec<u8>),
+    /// The plaintext container, built as frames arrive (encrypted spools only).
+    plain: Option<sealed::SealBuilder>,
 }
 
 /// The spool writer.
@@ -123,15 +151,28 @@ impl Spool {
             }
             let mut last: Option<(u64, Vec<u8>)> = None;
             let mut torn_at = None;
-            read_segment(seg, |item| match item {
+            let mut last_tag: Option<(u64, Vec<u8>)> = None;
+            read_segment(seg, None, |item| match item {
                 Item::Frame { seq, payload } => last = Some((seq, payload)),
+                Item::Locked { seq, tag, .. } => last_tag = seq.map(|s| (s, tag)),
                 Item::TornTail { bytes, .. } => torn_at = Some(bytes),
                 Item::Damaged { .. } => {}
             })
             .map_err(|e| SpoolError::io(&seg.path, e))?;
-            if let Some((seq, payload)) = last {
+            let plain_newer = match (&last, &last_tag) {
+                (Some((p, _)), Some((t, _))) => p > t,
+                (p, _) => p.is_some(),
+            };
+            if plain_newer {
+                if let Some((seq, payload)) = last {
+                    spool.next_seq = spool.next_seq.max(seq + 1);
+                    rec.last_payload = Some(payload);
+                    rec.last_tag = None;
+                }
+            } else if let Some((seq, tag)) = last_tag {
                 spool.next_seq = spool.next_seq.max(seq + 1);
-                rec.last_payload = Some(payload);
+                rec.last_tag = Some(tag);
+                rec.last_payload = None;
             }
             if !seg.sealed {
                 rec.recovered_segments += 1;
@@ -140,9 +181,16 @@ impl Spool {
                     truncate(&seg.path, seg.bytes - bytes)?;
                 }
                 spool.seal_file(&seg.path)?;
+            } else if seg.sealed && spool.opts.recipients.is_some() {
+                rec.encrypted_segments += spool.encrypt_sealed(seg)? as usize;
             }
         }
         Ok((spool, rec))
+    }
+
+    /// Whether new data is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.opts.recipients.is_some()
     }
 
     /// True while a segment is open for appending (false: the next append starts one).
@@ -158,12 +206,21 @@ impl Spool {
     /// Appends one frame (not yet durable: see [`Spool::sync`]); returns its sequence number.
     /// On failure nothing partial is left behind.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
+        self.append_tagged(&[], payload)
+    }
+
+    /// Appends one frame with a clear `tag` that recovery returns even when the payload is
+    /// encrypted (where to resume: never anything captured).
+    pub fn append_tagged(&mut self, tag: &[u8], payload: &[u8]) -> Result<u64, SpoolError> {
         if self.open.is_none() {
             self.open = Some(self.create_segment()?);
         }
         let seq = self.next_seq;
         self.scratch.clear();
-        frame::encode(seq, payload, &mut self.scratch);
+        match &self.opts.recipients {
+            Some(r) => frame::encode(seq, &r.envelope(tag, payload)?, &mut self.scratch),
+            None => frame::encode(seq, payload, &mut self.scratch),
+        }
         let Some(seg) = self.open.as_mut() else {
             unreachable!("created above")
         };
@@ -173,8 +230,17 @@ impl Spool {
             return Err(SpoolError::io(&seg.path, e));
         }
         seg.len += self.scratch.len() as u64;
-        seg.frame_ends.push(seg.len as usize);
         seg.synced = false;
+        seg.last = (seq, tag.to_vec());
+        if let Some(plain) = seg.plain.as_mut() {
+            self.scratch.clear();
+            frame::encode(seq, payload, &mut self.scratch);
+            if let Err(e) = plain.push(&self.scratch) {
+                // The frame is on disk (encrypted); the segment is sealed from its frames.
+                tracing::warn!(error = %e, "cannot compress the open segment; it will be sealed uncompressed");
+                seg.plain = None;
+            }
+        }
         self.next_seq += 1;
         if seg.len >= self.opts.segment_max_bytes {
             // The frame is written; a failed seal (say, no room for the compressed copy)
@@ -204,7 +270,11 @@ impl Spool {
         self.sync()?;
         if let Some(seg) = self.open.take() {
             let path = seg.path.clone();
-            if let Err(e) = self.seal_file(&path) {
+            let sealed = match &seg.plain {
+                Some(plain) => self.seal_from_memory(&path, plain, &seg.last),
+                None => self.seal_file(&path),
+            };
+            if let Err(e) = sealed {
                 // The open segment is intact and synced; keep appending to it and try later.
                 self.open = Some(seg);
                 return Err(e);
@@ -220,34 +290,63 @@ impl Spool {
             .unwrap_or(0)
     }
 
-    /// Deletes the oldest sealed segments beyond the size and age limits; returns how many.
-    pub fn enforce_retention(&mut self, now: SystemTime) -> usize {
+    /// Deletes the oldest sealed segments beyond the size and age limits (`make_room`: at
+    /// least one, because a write failed for lack of space), and returns them.
+    ///
+    /// With `keep_unshipped`, age never deletes a segment the store has not acknowledged and
+    /// size deletes shipped ones first; `on_unshipped` sees each unshipped segment just
+    /// before it goes, so that the loss can be recorded.
+    pub fn enforce_retention(
+        &mut self,
+        now: SystemTime,
+        make_room: bool,
+        mut on_unshipped: impl FnMut(&SegmentFile),
+    ) -> Vec<Removed> {
         let Ok(segments) = list_segments(&self.opts.dir) else {
-            return 0;
+            return Vec::new();
         };
         let mut total: u64 = segments.iter().map(|s| s.bytes).sum();
-        let mut deleted = 0;
-        for seg in segments.iter().filter(|s| s.sealed) {
+        let keep = self.opts.keep_unshipped;
+        let mut sealed: Vec<(SegmentFile, bool)> = segments
+            .into_iter()
+            .filter(|s| s.sealed)
+            .map(|s| {
+                let shipped = shipped::is_shipped(&s);
+                (s, shipped)
+            })
+            .collect();
+        if keep {
+            // Shipped ones first (each group oldest first): they are safe elsewhere.
+            sealed.sort_by_key(|(s, shipped)| (!shipped, s.first_seq));
+        }
+        let mut removed = Vec::new();
+        for (seg, shipped) in sealed {
             let too_old = std::fs::metadata(&seg.path)
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > self.opts.retention_max_age);
-            if total <= self.opts.retention_max_bytes && !too_old {
+                .is_some_and(|age| age > self.opts.retention_max_age)
+                && (shipped || !keep);
+            let room = make_room && removed.is_empty();
+            if total <= self.opts.retention_max_bytes && !too_old && !room {
                 continue;
+            }
+            if keep && !shipped {
+                on_unshipped(&seg);
             }
             match std::fs::remove_file(&seg.path) {
                 Ok(()) => {
-                    tracing::info!(segment = %seg.path.display(), bytes = seg.bytes, too_old, "retention removed segment");
+                    let _ = std::fs::remove_file(shipped::shipped_marker(&seg));
+                    tracing::info!(segment = %seg.path.display(), bytes = seg.bytes, too_old, shipped, "retention removed segment");
                     total -= seg.bytes;
-                    deleted += 1;
+                    removed.push(Removed { seg, shipped });
                 }
                 Err(e) => {
                     tracing::warn!(segment = %seg.path.display(), error = %e, "retention could not remove segment")
                 }
             }
         }
-        deleted
+        removed
     }
 
     fn create_segment(&mut self) -> Result<OpenSegment, SpoolError> {
@@ -258,9 +357,65 @@ impl Spool {
             path,
             file,
             len: 0,
-            frame_ends: Vec::new(),
             synced: true,
+            last: (0, Vec::new()),
+            plain: self
+                .opts
+                .recipients
+                .as_ref()
+                .map(|_| sealed::SealBuilder::new(self.opts.zstd_level)),
         })
+    }
+
+    /// Seals an encrypted open segment from the plaintext container kept in memory.
+    fn seal_from_memory(
+        &mut self,
+        open_path: &Path,
+        plain: &sealed::SealBuilder,
+        (last_seq, tag): &(u64, Vec<u8>),
+    ) -> Result<(), SpoolError> {
+        let container = plain.finish().map_err(|e| SpoolError::io(open_path, e))?;
+        let bytes = match &self.opts.recipients {
+            Some(r) => crypt::seal_envelope(r, *last_seq, tag, &container)?,
+            None => container,
+        };
+        self.replace_open(open_path, &bytes)
+    }
+
+    /// Writes the sealed form of `open_path` and removes the open file.
+    fn replace_open(&mut self, open_path: &Path, sealed_bytes: &[u8]) -> Result<(), SpoolError> {
+        let sealed_path = open_path.with_extension(read::SEALED_SUFFIX);
+        fsutil::write_atomic(&sealed_path, sealed_bytes, 0o600).map_err(|e| {
+            let _ = std::fs::remove_file(sealed_path.with_extension("tmp"));
+            SpoolError::io(&sealed_path, e)
+        })?;
+        std::fs::remove_file(open_path).map_err(|e| SpoolError::io(open_path, e))?;
+        fsutil::sync_dir(&self.opts.dir).map_err(|e| SpoolError::io(&self.opts.dir, e))?;
+        Ok(())
+    }
+
+    /// Encrypts a plaintext sealed segment in place; false if it already was.
+    fn encrypt_sealed(&mut self, seg: &SegmentFile) -> Result<bool, SpoolError> {
+        let Some(r) = &self.opts.recipients else {
+            return Ok(false);
+        };
+        let data = std::fs::read(&seg.path).map_err(|e| SpoolError::io(&seg.path, e))?;
+        if !data.starts_with(sealed::SEALED_MAGIC) {
+            return Ok(false);
+        }
+        let mut last_seq = seg.first_seq;
+        read_segment(seg, None, |item| {
+            if let Item::Frame { seq, .. } = item {
+                last_seq = last_seq.max(seq);
+            }
+        })
+        .map_err(|e| SpoolError::io(&seg.path, e))?;
+        // The agent's tag was never stored for plaintext frames; recovery has already read
+        // this segment's last payload in the clear, so only a later restart misses it.
+        let bytes = crypt::seal_envelope(r, last_seq, &[], &data)?;
+        fsutil::write_atomic(&seg.path, &bytes, 0o600).map_err(|e| SpoolError::io(&seg.path, e))?;
+        fsutil::sync_dir(&self.opts.dir).map_err(|e| SpoolError::io(&self.opts.dir, e))?;
+        Ok(true)
     }
 
     /// Compresses an open segment into its sealed form and removes the open file.
@@ -270,24 +425,32 @@ impl Spool {
             std::fs::remove_file(open_path).map_err(|e| SpoolError::io(open_path, e))?;
             return Ok(());
         }
+        let mut encrypted = false;
         let ends: Vec<usize> = frame::scan(&raw)
             .filter_map(|s| match s {
                 frame::Scanned::Frame {
                     offset, payload, ..
-                } => Some(offset + frame::FRAME_HEADER + payload.len()),
+                } => {
+                    encrypted |= crypt::open_envelope(payload).is_some();
+                    Some(offset + frame::FRAME_HEADER + payload.len())
+                }
                 _ => None,
             })
             .collect();
-        let sealed_bytes = sealed::seal(&raw, &ends, self.opts.zstd_level)
+        if encrypted {
+            // Left by a crash: this process cannot read it back to compress it, so its
+            // encrypted frames become the sealed segment as they are.
+            let sealed_path = open_path.with_extension(read::SEALED_SUFFIX);
+            std::fs::rename(open_path, &sealed_path).map_err(|e| SpoolError::io(open_path, e))?;
+            return fsutil::sync_dir(&self.opts.dir).map_err(|e| SpoolError::io(&self.opts.dir, e));
+        }
+        let container = sealed::seal(&raw, &ends, self.opts.zstd_level)
             .map_err(|e| SpoolError::io(open_path, e))?;
-        let sealed_path = open_path.with_extension(read::SEALED_SUFFIX);
-        fsutil::write_atomic(&sealed_path, &sealed_bytes, 0o600).map_err(|e| {
-            let _ = std::fs::remove_file(sealed_path.with_extension("tmp"));
-            SpoolError::io(&sealed_path, e)
-        })?;
-        std::fs::remove_file(open_path).map_err(|e| SpoolError::io(open_path, e))?;
-        fsutil::sync_dir(&self.opts.dir).map_err(|e| SpoolError::io(&self.opts.dir, e))?;
-        Ok(())
+        let bytes = match &self.opts.recipients {
+            Some(r) => crypt::seal_envelope(r, self.next_seq.saturating_sub(1), &[], &container)?,
+            None => container,
+        };
+        self.replace_open(open_path, &bytes)
     }
 
     fn remove_temporaries(&self) {

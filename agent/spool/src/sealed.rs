@@ -23,30 +23,74 @@ const MAX_RAW: usize = 128 << 20;
 /// `frame_ends` are the offsets where frames end; chunks split only there, so each chunk
 /// decompresses to whole frames.
 pub fn seal(raw: &[u8], frame_ends: &[usize], level: i32) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(raw.len() / 4 + 64);
-    out.extend_from_slice(SEALED_MAGIC);
-    out.extend_from_slice(&SEALED_VERSION.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut b = SealBuilder::new(level);
     let mut start = 0;
-    let push_chunk = |chunk: &[u8], out: &mut Vec<u8>| -> std::io::Result<()> {
-        let z = zstd::bulk::compress(chunk, level)?;
-        out.extend_from_slice(&CHUNK_MAGIC.to_le_bytes());
-        out.extend_from_slice(&(z.len() as u32).to_le_bytes());
-        out.extend_from_slice(&crc32c::crc32c(&z).to_le_bytes());
-        out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-        out.extend_from_slice(&z);
-        Ok(())
-    };
     for &end in frame_ends {
-        if end - start >= CHUNK_RAW {
-            push_chunk(&raw[start..end], &mut out)?;
-            start = end;
-        }
+        b.push(&raw[start..end])?;
+        start = end;
     }
     if start < raw.len() {
-        push_chunk(&raw[start..], &mut out)?;
+        b.push(&raw[start..])?;
     }
-    Ok(out)
+    b.finish()
+}
+
+/// The sealed container built frame by frame while a segment is written, compressing each
+/// chunk as it fills: an encrypted spool cannot read its open segment back to seal it, so it
+/// keeps this (about a quarter of the segment) in memory instead.
+pub struct SealBuilder {
+    out: Vec<u8>,
+    pending: Vec<u8>,
+    level: i32,
+}
+
+impl SealBuilder {
+    /// An empty container.
+    pub fn new(level: i32) -> SealBuilder {
+        let mut out = Vec::new();
+        out.extend_from_slice(SEALED_MAGIC);
+        out.extend_from_slice(&SEALED_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        SealBuilder {
+            out,
+            pending: Vec::new(),
+            level,
+        }
+    }
+
+    /// Adds whole frames (encoded); a chunk is compressed once it holds [`CHUNK_RAW`] bytes.
+    pub fn push(&mut self, frames: &[u8]) -> std::io::Result<()> {
+        self.pending.extend_from_slice(frames);
+        if self.pending.len() >= CHUNK_RAW {
+            push_chunk(&self.pending, self.level, &mut self.out)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    /// The finished container (the builder stays usable, so a failed write can be retried).
+    pub fn finish(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = self.out.clone();
+        if !self.pending.is_empty() {
+            push_chunk(&self.pending, self.level, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Bytes held in memory.
+    pub fn held_bytes(&self) -> usize {
+        self.out.len() + self.pending.len()
+    }
+}
+
+fn push_chunk(chunk: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let z = zstd::bulk::compress(chunk, level)?;
+    out.extend_from_slice(&CHUNK_MAGIC.to_le_bytes());
+    out.extend_from_slice(&(z.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&z).to_le_bytes());
+    out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+    out.extend_from_slice(&z);
+    Ok(())
 }
 
 /// One chunk of a sealed file, decompressed, or the damage found instead.

@@ -86,7 +86,10 @@ pub fn run(loc: &Locations, args: ExportArgs) -> anyhow::Result<i32> {
         machine: pseudonym::machine_source(),
         subject_of: subject,
     });
-    walk(&spool, |found| match found {
+    let ids = loc.identities()?;
+    let mut locked = Vec::new();
+    walk(&spool, ids.as_ref(), |found| match found {
+        Found::Locked { place } => locked.push(place),
         Found::Batch { meta, records } => exporter.push_batch(&meta, records),
         Found::Damaged { place, why } => {
             tracing::warn!(%place, %why, "skipping damaged spool data");
@@ -99,6 +102,12 @@ pub fn run(loc: &Locations, args: ExportArgs) -> anyhow::Result<i32> {
         }
         Found::Segment { .. } => {}
     })?;
+    if let Some(first) = locked.first() {
+        anyhow::bail!(
+            "{} encrypted segments or frames (first: {first}) cannot be read: pass --identity with an operator's age identity file",
+            locked.len()
+        );
+    }
     let tables = exporter.finish();
     let m = imprint_export::write(&tables, &args.out, format, &spool, filters, &key)?;
     println!(
@@ -122,7 +131,7 @@ fn subject(uid: u32) -> String {
 }
 
 /// RFC 3339 or Unix seconds → Unix ms.
-fn parse_time(s: &str) -> anyhow::Result<i64> {
+pub(super) fn parse_time(s: &str) -> anyhow::Result<i64> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
         if secs.is_finite() {

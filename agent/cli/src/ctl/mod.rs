@@ -3,6 +3,7 @@
 
 mod daemons;
 mod dump;
+mod erase;
 mod export;
 mod policy;
 mod status;
@@ -34,6 +35,10 @@ pub struct Locations {
     /// ring and status files then live in DIR/run too (development and tests).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// An operator's age identity file, to read an encrypted spool (`dump`, `verify`,
+    /// `export`); several keys in it open segments written before a key rotation.
+    #[arg(long, global = true, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,6 +83,9 @@ enum Command {
     Pause,
     /// Resume capture after `imprint pause`.
     Resume,
+    /// Remove one person's data from the spool (all of it, or since a time), and record the
+    /// request in the audit trail (DATA_DIR/audit.jsonl).
+    Erase(erase::EraseArgs),
     /// Check a policy, or explain what it decides for an application.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -101,6 +109,14 @@ enum Command {
 pub use imprint_agent::daemon::Paths;
 
 impl Locations {
+    /// The operator identities given with `--identity`, if any.
+    fn identities(&self) -> anyhow::Result<Option<imprint_spool::Identities>> {
+        self.identity
+            .as_deref()
+            .map(|p| imprint_spool::Identities::load(p).map_err(anyhow::Error::from))
+            .transpose()
+    }
+
     fn load(&self) -> anyhow::Result<Config> {
         let (path, must_exist) = self.config_source();
         Ok(Config::load(&path, must_exist)?)
@@ -153,6 +169,7 @@ pub fn main() -> i32 {
         Command::Dump => dump::run(&loc),
         Command::Verify => verify::run(&loc),
         Command::Export(args) => export::run(&loc, args),
+        Command::Erase(args) => erase::run(&loc, args),
         Command::Status {
             json,
             prometheus,

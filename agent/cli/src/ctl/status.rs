@@ -178,6 +178,16 @@ pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Res
                 a.spool_bytes,
                 paths.spool.display()
             );
+            if a.spool_encrypted {
+                println!(
+                    "encryption: on, to {} operator key(s); this machine cannot read the spool back",
+                    a.spool_recipients
+                );
+            } else {
+                println!(
+                    "encryption: OFF: the spool is unencrypted on disk (set [spool] recipients)"
+                );
+            }
             println!(
                 "written:   {} events in {} batches",
                 a.events_written, a.batches_written

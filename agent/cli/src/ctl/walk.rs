@@ -3,7 +3,7 @@
 
 use imprint_record::codec::{decode_batch, BatchMeta};
 use imprint_record::Record;
-use imprint_spool::{list_segments, read_segment, Item};
+use imprint_spool::{list_segments, read_segment, Identities, Item};
 use std::path::Path;
 
 /// What the walk found, in spool order.
@@ -21,16 +21,18 @@ pub enum Found {
     TornTail { place: String, bytes: u64 },
     /// Frame sequence numbers are missing between two good frames.
     Missing { after: u64, before: u64 },
+    /// Encrypted data, and no identity that opens it.
+    Locked { place: String },
 }
 
-/// Calls `f` for everything in the spool at `dir`, oldest first.
-pub fn walk(dir: &Path, mut f: impl FnMut(Found)) -> anyhow::Result<()> {
+/// Calls `f` for everything in the spool at `dir`, oldest first, decrypting with `ids`.
+pub fn walk(dir: &Path, ids: Option<&Identities>, mut f: impl FnMut(Found)) -> anyhow::Result<()> {
     let segments = list_segments(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     let mut last_seq: Option<u64> = None;
     for seg in segments {
         f(Found::Segment { sealed: seg.sealed });
         let name = seg.path.display().to_string();
-        read_segment(&seg, |item| match item {
+        read_segment(&seg, ids, |item| match item {
             Item::Frame { seq, payload } => {
                 if let Some(prev) = last_seq {
                     if seq > prev + 1 {
@@ -48,6 +50,11 @@ pub fn walk(dir: &Path, mut f: impl FnMut(Found)) -> anyhow::Result<()> {
                         why: format!("batch does not decode: {e}"),
                     }),
                 }
+            }
+            Item::Locked { place, .. } => {
+                // Continuity cannot be checked across what cannot be read.
+                last_seq = None;
+                f(Found::Locked { place })
             }
             Item::Damaged { place, why } => f(Found::Damaged { place, why }),
             Item::TornTail { place, bytes } => f(Found::TornTail { place, bytes }),
