@@ -72,6 +72,7 @@ pub fn options(
         exit_when_closed,
         control_path: Some(paths.control.clone()),
         session_socket: Some(paths.session.clone()),
+        ship: cfg.ship.clone(),
     })
 }
 
