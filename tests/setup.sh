@@ -10,7 +10,9 @@
 #   dbus-daemon      a real session bus for the GNOME/KDE focus reporter tests
 #   i3lock xsecurelock   real X screen lockers that take no EWMH focus (tests/session_lock.rs)
 #   at-spi2-core python3-gi gir1.2-gtk-3.0   the AT-SPI bus and registry, and a real GTK 3 password entry (tests/session_atspi.rs)
-#   python3-venv     the venv (target/pyenv) with pandas, pyarrow and datasets for the export loader test (tests/export.rs)
+#   python3-venv     the venv (target/pyenv) with pandas, pyarrow and datasets for the export loader test (tests/export.rs),
+#                    and moto[server] (moto_server, a real S3-compatible server on 127.0.0.1) for the shipping tests
+#                    (tests/ship.rs) and the upload benchmark (benches/ship.rs)
 #   dunst            a real notification server (and dunstctl) for the login notice (tests/session_notice.rs)
 #   llvm-22-dev      LLVM for bpf-linker (it must match nightly rustc's LLVM 22)
 # and, for the eBPF programs (built by agent/build.rs with aya-build):
@@ -48,5 +50,11 @@ if ! "$venv/bin/python" -c "import pandas, pyarrow, datasets" >/dev/null 2>&1; t
     echo "tests/setup.sh: creating $venv with pandas, pyarrow and datasets"
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check pandas pyarrow datasets
+fi
+# The shipping tests (tests/ship.rs) and benchmark upload to moto_server, into the same venv.
+if [ ! -x "$venv/bin/moto_server" ]; then
+    echo "tests/setup.sh: installing moto[server] into $venv"
+    [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]'
 fi
 echo "tests/setup.sh: test dependencies present"

@@ -64,6 +64,8 @@ pub fn options(
             segment_max_bytes: cfg.spool.segment_max_bytes,
             retention_max_bytes: cfg.spool.retention_max_bytes,
             retention_max_age: Duration::from_secs(cfg.spool.retention_max_age_hours * 3600),
+            // With shipping on, retention keeps what the store has not acknowledged.
+            keep_unshipped: cfg.ship.enabled,
             // Malformed keys stop the agent: it never falls back to writing plaintext.
             recipients: if cfg.spool.recipients.is_empty() {
                 None
@@ -78,6 +80,7 @@ pub fn options(
         exit_when_closed,
         control_path: Some(paths.control.clone()),
         session_socket: Some(paths.session.clone()),
+        ship: cfg.ship.clone(),
     })
 }
 

@@ -13,6 +13,7 @@
 pub mod control;
 pub mod daemon;
 pub mod retention;
+pub mod ship;
 pub mod status;
 pub mod verdict;
 
@@ -53,6 +54,8 @@ pub struct AgentOptions {
     pub control_path: Option<PathBuf>,
     /// The collector's session socket, where scope verdicts go.
     pub session_socket: Option<PathBuf>,
+    /// Shipping sealed segments (`[ship]`), in its own thread when enabled.
+    pub ship: imprint_config::ship::ShipConfig,
 }
 
 /// Asks a running agent to stop, from another thread or a signal handler task.
@@ -222,6 +225,11 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         .clone()
         .map(verdict::VerdictSender::new);
     agent.enforce_retention(false);
+    let shipper = ship::start(
+        &agent.opts.ship,
+        &agent.opts.spool.dir,
+        &agent.opts.status_path,
+    );
     // The control socket answers from what is published: publish before the first ring.
     agent.write_status();
     tracing::info!(spool = %agent.opts.spool.dir.display(), resume_epoch = resume.epoch, resume_seq = resume.seq, "agent started");
@@ -259,6 +267,7 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
     }
     agent.stats.spool_bytes = agent.spool.total_bytes();
     agent.write_status();
+    drop(shipper);
     Ok(agent.stats)
 }
 

@@ -9,6 +9,7 @@
 //! and `policy.unknown_focus`, so an old configuration means what it meant.
 
 pub mod focus;
+pub mod ship;
 
 use imprint_policy::detect::CustomDetector;
 use imprint_policy::rules::{Origin, RuleConfig};
@@ -41,6 +42,8 @@ pub struct Config {
     /// The organisation's notice to the people at this machine (`[notice]`): shown by
     /// `imprint status` and, once per version, by imprint-session at login.
     pub notice: NoticeConfig,
+    /// Shipping sealed segments to object storage (`[ship]`): off unless `enabled`.
+    pub ship: ship::ShipConfig,
 }
 
 /// `[notice]`: what the people using this machine have been told. Empty (the default)
@@ -301,6 +304,7 @@ impl Config {
         if self.spool.segment_max_bytes < 4096 {
             return bad("spool.segment_max_bytes must be at least 4096".into());
         }
+        self.ship.validate().or_else(bad)?;
         Ok(())
     }
 }

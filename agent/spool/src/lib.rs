@@ -290,8 +290,8 @@ impl Spool {
             .unwrap_or(0)
     }
 
-    /// Deletes the oldest sealed segments beyond the size and age limits (`make_room`: at
-    /// least one, because a write failed for lack of space), and returns them.
+    /// Deletes the oldest sealed segments beyond the size and age limits (with shipping on and
+    /// `make_room`: at least one, because a write failed for lack of space), and returns them.
     ///
     /// With `keep_unshipped`, age never deletes a segment the store has not acknowledged and
     /// size deletes shipped ones first; `on_unshipped` sees each unshipped segment just
@@ -327,7 +327,8 @@ impl Spool {
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age > self.opts.retention_max_age)
                 && (shipped || !keep);
-            let room = make_room && removed.is_empty();
+            // Without shipping a full disk drops new input (counted) rather than old data.
+            let room = make_room && keep && removed.is_empty();
             if total <= self.opts.retention_max_bytes && !too_old && !room {
                 continue;
             }

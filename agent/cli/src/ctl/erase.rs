@@ -31,8 +31,14 @@ pub struct Erased {
     pub segments_rewritten: u64,
     pub records_removed: u64,
     pub events_removed: u64,
-    /// Object keys in the store that hold the old content.
+    /// Object keys in the store that held the old content.
     pub stale_objects: Vec<String>,
+    /// Of those, deleted from the store (with shipping on).
+    pub objects_deleted: u64,
+    /// Why the others could not be deleted.
+    pub delete_failures: Vec<String>,
+    /// Rewritten segments shipped again.
+    pub reshipped: u64,
 }
 
 pub fn run(loc: &Locations, args: EraseArgs) -> anyhow::Result<i32> {
@@ -101,6 +107,9 @@ pub fn run(loc: &Locations, args: EraseArgs) -> anyhow::Result<i32> {
             done.stale_objects.extend(stale);
         }
     }
+    if cfg.ship.enabled && !done.stale_objects.is_empty() {
+        erase_remote(&cfg.ship, &paths, &mut done);
+    }
     audit(
         paths.spool.parent().unwrap_or(Path::new(".")),
         &args.subject,
@@ -108,14 +117,58 @@ pub fn run(loc: &Locations, args: EraseArgs) -> anyhow::Result<i32> {
         &done,
     )?;
     println!(
-        "erased {} events ({} records) of {} in {} segments; {} shipped objects hold the old content",
+        "erased {} events ({} records) of {} in {} segments; {} shipped objects held the old content, {} deleted from the store, {} rewritten segments shipped again",
         done.events_removed,
         done.records_removed,
         args.subject,
         done.segments_rewritten,
-        done.stale_objects.len()
+        done.stale_objects.len(),
+        done.objects_deleted,
+        done.reshipped,
     );
-    Ok(0)
+    for f in &done.delete_failures {
+        eprintln!("imprint erase: not deleted from the store: {f}");
+    }
+    Ok(if done.delete_failures.is_empty() {
+        0
+    } else {
+        1
+    })
+}
+
+/// Deletes the stale objects and ships the rewritten segments in their place.
+fn erase_remote(cfg: &imprint_config::ship::ShipConfig, paths: &super::Paths, done: &mut Erased) {
+    let fail = |done: &mut Erased, why: String| {
+        done.delete_failures
+            .extend(done.stale_objects.iter().map(|k| format!("{k}: {why}")))
+    };
+    let shipper = match imprint_ship::Shipper::new(
+        cfg,
+        &paths.spool,
+        Some(imprint_ship::status::status_path(&paths.status)),
+    ) {
+        Ok(s) => s,
+        Err(e) => return fail(done, e.to_string()),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(done, e.to_string()),
+    };
+    rt.block_on(async {
+        for key in done.stale_objects.clone() {
+            match shipper.delete(&key).await {
+                Ok(()) => done.objects_deleted += 1,
+                Err(e) => done.delete_failures.push(format!("{key}: {e}")),
+            }
+        }
+        match shipper.ship_until_done(3).await {
+            Ok(r) => done.reshipped = r.shipped as u64,
+            Err(e) => done.delete_failures.push(format!("re-shipping: {e}")),
+        }
+    });
 }
 
 /// Whether `r` is the subject's: their focus, or input attributed to one of their foci. A

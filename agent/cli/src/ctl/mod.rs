@@ -6,6 +6,7 @@ mod dump;
 mod erase;
 mod export;
 mod policy;
+mod ship;
 mod status;
 mod verify;
 mod walk;
@@ -78,6 +79,9 @@ enum Command {
     /// Write the spool as the sessions, actions and events tables (Parquet or JSONL) with a
     /// manifest, for training pipelines.
     Export(export::ExportArgs),
+    /// Upload every sealed, unshipped segment to the `[ship]` object store, then exit
+    /// (non-zero if any remain unshipped).
+    Ship(ship::ShipArgs),
     /// Pause capture: the collector closes the in-kernel gate (evdev: drops events) until
     /// `imprint resume`. The pause survives a collector restart.
     Pause,
@@ -170,6 +174,7 @@ pub fn main() -> i32 {
         Command::Verify => verify::run(&loc),
         Command::Export(args) => export::run(&loc, args),
         Command::Erase(args) => erase::run(&loc, args),
+        Command::Ship(args) => ship::run(&loc, args),
         Command::Status {
             json,
             prometheus,

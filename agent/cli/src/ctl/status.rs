@@ -117,6 +117,10 @@ pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Res
         if let Some(e) = &ebpf {
             print!("{}", ebpf_prometheus(e));
         }
+        let ship = imprint_ship::status::status_path(&paths.status);
+        if let Some(s) = imprint_ship::status::ShipStatus::read(&ship) {
+            print!("{}", s.prometheus());
+        }
         return Ok(0);
     }
     let capture = capture_state(&paths.ring, &ring, you.as_ref());
