@@ -147,7 +147,7 @@ fn erasing_one_person_leaves_the_other_intact() {
     );
     assert!(text.contains(&format!("erased {per} events")), "{text}");
     assert!(
-        text.contains("1 shipped objects hold the old content"),
+        text.contains("1 shipped objects held the old content"),
         "{text}"
     );
     let (alice, bob, foci) = per_person(&env, &id);
