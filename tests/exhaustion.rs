@@ -464,3 +464,111 @@ fn full_disk_drops_are_counted_and_writing_resumes_when_space_returns() {
     drop(collector);
     drop(fs);
 }
+
+#[test]
+fn full_disk_with_shipping_blocked_drops_unshipped_segments_only_with_gap_records() {
+    // Shipping is on but the store is unreachable, so nothing is ever acknowledged: a full
+    // disk must delete the oldest unshipped segments to keep writing, and each deletion is a
+    // retention gap (plus the gap records that segment held), so the accounting stays exact.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = dir.path().join("run");
+    let data = dir.path().join("data");
+    let config = dir.path().join("imprint.toml");
+    let creds = dir.path().join("ship.credentials");
+    std::fs::write(&creds, "access_key_id = x\nsecret_access_key = y\n").expect("creds");
+    std::fs::set_permissions(
+        &creds,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .expect("chmod");
+    // A port nothing listens on: every upload fails at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    std::fs::write(
+        &config,
+        format!(
+            "[capture]\ndefault_level = \"full\"\n[paths]\nrun_dir = \"{r}\"\nagent_run_dir = \"{r}\"\ndata_dir = \"{d}\"\n[spool]\nsegment_max_bytes = 4096\nfsync_interval_ms = 10\nretention_max_bytes = 1073741824\n[ship]\nenabled = true\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"b\"\ncredentials_file = \"{c}\"\ninterval_secs = 1\ntimeout_secs = 1\n",
+            r = run.display(),
+            d = data.display(),
+            c = creds.display(),
+        ),
+    )
+    .expect("write config");
+    let imprint = |args: &[&str]| {
+        let mut c = Command::new(imprint_bin());
+        c.args(args).arg("--config").arg(&config);
+        c
+    };
+    let status = || status_of(imprint(&["status", "--json"]).output().expect("status"));
+    let fs = Tmpfs::mount(&data, "size=256k,mode=0700");
+    let filler = data.join("filler");
+    let free = fs.free_bytes();
+    let keep = 64 * 1024;
+    assert!(free > keep, "tmpfs has {free} bytes free");
+    std::fs::write(&filler, vec![0x5au8; (free - keep) as usize]).expect("write filler");
+
+    let rec = dir.path().join("keys.yml");
+    let want = key_recording(&rec, "exhaustion-keyboard", 8000, 1000);
+    let rec_arg = rec.to_str().expect("utf-8");
+    let mut collector = Daemon::spawn(
+        imprint(&["collector", "--replay", rec_arg, "--speed", "1"]),
+        "imprint collector".into(),
+    );
+    let mut agent = Daemon::spawn(
+        imprint(&["agent", "--exit-when-closed"]),
+        "imprint agent".into(),
+    );
+    poll(
+        "retention to delete an unshipped segment for room",
+        Duration::from_secs(20),
+        || {
+            let s = status();
+            (s["agent"]["retention_unshipped_segments"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0)
+            .then_some(s)
+        },
+    );
+    agent.assert_alive("while the disk is full and the store unreachable");
+    collector.wait_success(Duration::from_secs(30));
+    agent.wait_success(Duration::from_secs(30));
+    let s = status();
+    // Free room for the dump's own needs is not required: it only reads.
+    let dump = parse_dump(&imprint(&["dump"]).output().expect("dump"));
+    let got = dumped_events(&dump);
+    missing_events(&got, &want);
+    let retention = gaps_of(&dump, "retention");
+    assert!(!retention.is_empty(), "retention gap lines are in the dump");
+    assert_eq!(
+        gap_sum(&retention),
+        u(&s["agent"]["dropped_retention"]),
+        "retention gap counts = status agent.dropped_retention: {}",
+        s["agent"]
+    );
+    let disk = gap_sum(&gaps_of(&dump, "disk"));
+    let ring = gap_sum(&gaps_of(&dump, "ring_full"));
+    // The filler keeps the disk full to the end, so the newest disk drops are still waiting
+    // for room to write their gap record: counted in status, not yet in the spool.
+    let pending = u(&s["agent"]["dropped_disk_pending"]);
+    assert_eq!(
+        disk + pending,
+        u(&s["agent"]["dropped_disk"]),
+        "disk gaps + pending = dropped_disk: {}",
+        s["agent"]
+    );
+    assert_eq!(
+        got.len() as u64 + gap_sum(&retention) + disk + pending + ring,
+        want.len() as u64,
+        "events dumped ({}) + retention ({}) + disk ({disk}, {pending} pending) + ring ({ring}) = events recorded: {}",
+        got.len(),
+        gap_sum(&retention),
+        s["agent"]
+    );
+    assert!(
+        u(&s["agent"]["events_written"]) > 0,
+        "the agent kept writing: {}",
+        s["agent"]
+    );
+}

@@ -606,15 +606,17 @@ impl Agent {
         let mut lost = Vec::new();
         self.spool
             .enforce_retention(SystemTime::now(), make_room, |seg| {
-                lost.push(retention::lost_segment_gap(seg))
+                lost.extend(retention::lost_segment_gaps(seg))
             });
         for gap in lost {
-            tracing::warn!(
-                events = gap.count,
-                "the disk budget forced deleting an unshipped segment"
-            );
-            self.stats.dropped_retention += gap.count;
-            self.stats.retention_unshipped_segments += 1;
+            if gap.stage == Stage::Retention {
+                tracing::warn!(
+                    events = gap.count,
+                    "the disk budget forced deleting an unshipped segment"
+                );
+                self.stats.dropped_retention += gap.count;
+                self.stats.retention_unshipped_segments += 1;
+            }
             self.pending_gaps.push(gap);
         }
     }

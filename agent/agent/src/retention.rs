@@ -81,14 +81,22 @@ impl SegmentSummary {
     }
 }
 
-/// The gap record for a segment about to be deleted unshipped.
-pub fn lost_segment_gap(seg: &SegmentFile) -> Gap {
+/// The gap records for a segment about to be deleted unshipped: one for its events (stage
+/// `retention`), then the gap records it held, so no earlier loss leaves the accounting.
+/// (An encrypted segment's own gap records cannot be read here; their counts stay in the
+/// metrics.)
+pub fn lost_segment_gaps(seg: &SegmentFile) -> Vec<Gap> {
+    let mut held = Vec::new();
     let mut plain = SegmentSummary::default();
     let mut locked: Option<SegmentSummary> = None;
     let read = read_segment(seg, None, |item| match item {
         Item::Frame { payload, .. } => {
             if let Ok((meta, records)) = decode_batch(&payload) {
                 plain.add_batch(&meta, &records);
+                held.extend(records.iter().filter_map(|r| match r {
+                    Record::Gap(g) => Some(*g),
+                    _ => None,
+                }));
             }
         }
         // Each tag summarises its segment so far: the newest one holds the whole.
@@ -99,13 +107,15 @@ pub fn lost_segment_gap(seg: &SegmentFile) -> Gap {
         tracing::warn!(segment = %seg.path.display(), error = %e, "cannot read a segment retention deletes; its gap record has no count");
     }
     let s = locked.unwrap_or(plain);
-    Gap {
+    let mut gaps = vec![Gap {
         from_ns: s.from_ns,
         to_ns: s.to_ns,
         stage: Stage::Retention,
         count: s.events,
         device: NO_DEVICE,
-    }
+    }];
+    gaps.extend(held);
+    gaps
 }
 
 /// The first and last event times among `records` ((0, 0) without events).
