@@ -5,17 +5,8 @@
 
 mod common;
 
-use age::secrecy::ExposeSecret;
-use common::{events, recording, synthetic_recording, Env};
+use common::{events, operator_key, recording, synthetic_recording, Env};
 use std::path::{Path, PathBuf};
-
-/// A fresh operator key pair: the identity file (0600) and the recipient.
-fn operator_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    let id = age::x25519::Identity::generate();
-    let path = dir.join(name);
-    std::fs::write(&path, format!("{}\n", id.to_string().expose_secret())).expect("write id");
-    (path, id.to_public().to_string())
-}
 
 fn encrypted_env(level: &str, recipients: &[&str]) -> Env {
     let list = recipients

@@ -5,7 +5,6 @@
 
 mod common;
 
-use age::secrecy::ExposeSecret;
 use common::{events, Env};
 use imprint_record::codec::{encode_batch, BatchMeta};
 use imprint_record::{FocusInfo, InputEvent, Record};
@@ -64,10 +63,7 @@ fn two_person_spool(dir: &Path, recipient: &str) {
 
 fn setup() -> (Env, std::path::PathBuf, tempfile::TempDir) {
     let keys = tempfile::tempdir().expect("tempdir");
-    let id = age::x25519::Identity::generate();
-    let id_path = keys.path().join("operator.key");
-    std::fs::write(&id_path, id.to_string().expose_secret()).expect("write key");
-    let recipient = id.to_public().to_string();
+    let (id_path, recipient) = common::operator_key(keys.path(), "operator.key");
     let env = Env::new(
         "full",
         &format!("[spool]\nrecipients = [\"{recipient}\"]\n"),

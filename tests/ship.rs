@@ -122,22 +122,30 @@ fn http(port: u16, method: &str, path: &str) -> std::io::Result<String> {
     Ok(out)
 }
 
-/// Every object in the bucket: key → content.
-fn objects(endpoint: &str) -> BTreeMap<String, Vec<u8>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_bucket_name(BUCKET)
-            .with_region("us-east-1")
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .with_allow_http(true)
-            .build()
-            .expect("store");
+        .expect("runtime")
+}
+
+/// The test bucket on the moto server at `endpoint`, as an operator reads it.
+fn test_store(endpoint: &str) -> object_store::aws::AmazonS3 {
+    AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_allow_http(true)
+        .build()
+        .expect("store")
+}
+
+/// Every object in the bucket: key → content.
+fn objects(endpoint: &str) -> BTreeMap<String, Vec<u8>> {
+    let store = test_store(endpoint);
+    runtime().block_on(async {
         let metas: Vec<_> = store.list(None).try_collect().await.expect("list");
         let mut out = BTreeMap::new();
         for m in metas {
@@ -463,34 +471,13 @@ fn a_store_that_is_down_fails_loudly_and_the_agent_ships_once_it_is_back() {
 }
 
 fn delete_object(endpoint: &str, key: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_bucket_name(BUCKET)
-            .with_region("us-east-1")
-            .with_access_key_id("test")
-            .with_secret_access_key("test")
-            .with_allow_http(true)
-            .build()
-            .expect("store");
+    let store = test_store(endpoint);
+    runtime().block_on(async {
         store
             .delete(&object_store::path::Path::from(key))
             .await
             .expect("delete");
     })
-}
-
-/// An operator key pair in `dir`: (identity file, recipient).
-fn operator_key(dir: &Path) -> (PathBuf, String) {
-    use age::secrecy::ExposeSecret;
-    let id = age::x25519::Identity::generate();
-    let path = dir.join("operator.key");
-    std::fs::write(&path, id.to_string().expose_secret()).expect("key");
-    (path, id.to_public().to_string())
 }
 
 /// The event lines of `imprint dump --identity ID` over `data`'s spool.
@@ -519,7 +506,7 @@ fn dumped_events(data: &Path, config: &Path, id: &Path) -> Vec<String> {
 #[test]
 fn encrypted_objects_reveal_nothing_and_decrypt_to_exactly_what_was_captured() {
     let env = Env::new("full", "");
-    let (id, recipient) = operator_key(env.dir.path());
+    let (id, recipient) = common::operator_key(env.dir.path(), "operator.key");
     let moto = Moto::start(free_port(), env.dir.path());
     let spool = format!(
         "[spool]\nsegment_max_bytes = 4096\nfsync_interval_ms = 10\nrecipients = [\"{recipient}\"]\n[policy]\nredact = false\n"

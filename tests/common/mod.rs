@@ -149,6 +149,15 @@ impl Env {
     }
 }
 
+/// A fresh operator age key pair: the identity file `dir/name` and the recipient (`age1…`).
+pub fn operator_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}\n", id.to_string().expose_secret())).expect("write id");
+    (path, id.to_public().to_string())
+}
+
 /// The `kind == "event"` lines of a dump.
 pub fn events(dump: &[serde_json::Value]) -> Vec<&serde_json::Value> {
     dump.iter().filter(|v| v["kind"] == "event").collect()

@@ -159,6 +159,8 @@ impl Spool {
                 Item::Damaged { .. } => {}
             })
             .map_err(|e| SpoolError::io(&seg.path, e))?;
+            // Plaintext frames read back: the segment is unencrypted.
+            let plain_last_seq = last.as_ref().map(|(seq, _)| *seq);
             let plain_newer = match (&last, &last_tag) {
                 (Some((p, _)), Some((t, _))) => p > t,
                 (p, _) => p.is_some(),
@@ -181,8 +183,8 @@ impl Spool {
                     truncate(&seg.path, seg.bytes - bytes)?;
                 }
                 spool.seal_file(&seg.path)?;
-            } else if seg.sealed && spool.opts.recipients.is_some() {
-                rec.encrypted_segments += spool.encrypt_sealed(seg)? as usize;
+            } else if let Some(last_seq) = plain_last_seq {
+                rec.encrypted_segments += spool.encrypt_sealed(seg, last_seq)? as usize;
             }
         }
         Ok((spool, rec))
@@ -395,8 +397,9 @@ impl Spool {
         Ok(())
     }
 
-    /// Encrypts a plaintext sealed segment in place; false if it already was.
-    fn encrypt_sealed(&mut self, seg: &SegmentFile) -> Result<bool, SpoolError> {
+    /// Encrypts a plaintext sealed segment (whose newest frame recovery read as `last_seq`)
+    /// in place; false if there are no recipients or it is not a plaintext container.
+    fn encrypt_sealed(&mut self, seg: &SegmentFile, last_seq: u64) -> Result<bool, SpoolError> {
         let Some(r) = &self.opts.recipients else {
             return Ok(false);
         };
@@ -404,13 +407,6 @@ impl Spool {
         if !data.starts_with(sealed::SEALED_MAGIC) {
             return Ok(false);
         }
-        let mut last_seq = seg.first_seq;
-        read_segment(seg, None, |item| {
-            if let Item::Frame { seq, .. } = item {
-                last_seq = last_seq.max(seq);
-            }
-        })
-        .map_err(|e| SpoolError::io(&seg.path, e))?;
         // The agent's tag was never stored for plaintext frames; recovery has already read
         // this segment's last payload in the clear, so only a later restart misses it.
         let bytes = crypt::seal_envelope(r, last_seq, &[], &data)?;
