@@ -52,6 +52,9 @@ enum Stage {
   spoolTorn @8;        # a torn tail was truncated during recovery
   paused @9;           # the person recording paused capture (imprint status --pause)
   retention @10;       # the disk budget forced deleting a segment that was not yet shipped
+  collectorCrash @11;  # the collector died without closing its ring: what it held in memory, and
+                       # input until its restart, was not captured (count 0: unknowable)
+  ringReplaced @12;    # a ring was replaced before the agent had read all of it (count: frames)
 }
 
 # A counted loss: never silence.

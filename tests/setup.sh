@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what imprint's tests need beyond cargo, on Debian 12. Idempotent; needs root (or sudo).
 #   capnproto        the capnp compiler: regenerates the schema code and checks the checked-in copy
+#   prometheus       promtool, which checks the served metrics (tests/metrics.rs)
 #   qemu-system-x86  the real-kernel VM for the evdev and eBPF tests (tests/vm)
 #   linux-image-amd64, busybox-static   the VM's kernel (with evdev.ko, uinput.ko) and userland
 #   xvfb x11-utils xterm xdotool   a real X server and clients for the X11 focus tests
@@ -18,7 +19,7 @@
 # and, for the eBPF programs (built by agent/build.rs with aya-build):
 #   the nightly toolchain with rust-src, and bpf-linker built against LLVM 22 (about 3 minutes).
 set -euo pipefail
-pkgs=(capnproto qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool x11-xkb-utils sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo xserver-xorg-core xserver-xorg-input-libinput xserver-xorg-video-dummy xinput at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock dunst python3-venv)
+pkgs=(capnproto prometheus qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool x11-xkb-utils sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo xserver-xorg-core xserver-xorg-input-libinput xserver-xorg-video-dummy xinput at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock dunst python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -171,8 +171,13 @@ pub fn gaps(dump: &[serde_json::Value]) -> Vec<&serde_json::Value> {
 /// Writes a libinput recording (format version 1) of one keyboard typing `n` key
 /// press/release pairs, `gap_us` apart, to `path`; returns the number of evdev events.
 pub fn synthetic_recording(path: &Path, n: usize, gap_us: u64) -> usize {
-    let mut s = String::from(
-        "version: 1\nndevices: 1\nlibinput:\n  version: \"1.22.1\"\n  git: \"unknown\"\ndevices:\n- node: /dev/input/event9\n  evdev:\n    name: \"synthetic-keyboard\"\n    id: [6, 4617, 9, 1]\n  events:\n",
+    synthetic_recording_named(path, "synthetic-keyboard", n, gap_us)
+}
+
+/// [`synthetic_recording`] from a keyboard called `name`.
+pub fn synthetic_recording_named(path: &Path, name: &str, n: usize, gap_us: u64) -> usize {
+    let mut s = format!(
+        "version: 1\nndevices: 1\nlibinput:\n  version: \"1.22.1\"\n  git: \"unknown\"\ndevices:\n- node: /dev/input/event9\n  evdev:\n    name: \"{name}\"\n    id: [6, 4617, 9, 1]\n  events:\n",
     );
     let mut t = 0u64;
     let mut count = 0;

@@ -18,6 +18,8 @@ pub struct Paths {
     pub control: PathBuf,
     /// The collector's session socket (helpers' focus reports, the agent's verdicts).
     pub session: PathBuf,
+    /// Where `imprint metrics --serve` answers scrapes.
+    pub metrics: PathBuf,
 }
 
 /// Where everything lives: from the configuration, or all under `data_dir` (development and
@@ -41,6 +43,10 @@ pub fn paths(cfg: &Config, data_dir: Option<&Path>) -> Paths {
         },
         spool: data.join("spool"),
         session: run.join(imprint_record::wire::SOCKET_FILE),
+        metrics: match (&cfg.metrics.socket, data_dir) {
+            (Some(p), None) => p.clone(),
+            _ => agent_run.join("metrics.sock"),
+        },
     }
 }
 

@@ -135,6 +135,8 @@ struct Agent {
     boot_id: String,
     /// What the open segment holds so far (its clear tag when encrypted).
     segment: SegmentSummary,
+    /// Fed from the reading loop, so systemd restarts an agent whose loop hangs.
+    watchdog: imprint_service::Watchdog,
 }
 
 /// The policy status file beside `status_path`.
@@ -218,6 +220,7 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         verdicts: None,
         boot_id: imprint_record::boot_id(),
         segment: SegmentSummary::default(),
+        watchdog: imprint_service::Watchdog::from_env(),
     };
     agent.verdicts = agent
         .opts
@@ -233,9 +236,11 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
     // The control socket answers from what is published: publish before the first ring.
     agent.write_status();
     tracing::info!(spool = %agent.opts.spool.dir.display(), resume_epoch = resume.epoch, resume_seq = resume.seq, "agent started");
+    imprint_service::ready("spool recovered; reading the collector's ring");
     let mut waiting_logged = false;
     let mut finished_epoch = None;
     while !stop.requested() {
+        agent.watchdog.tick();
         if stop.take_reload() {
             let mut records = Vec::new();
             agent.reload_policy(&mut records);
@@ -243,7 +248,8 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
         agent.apply_pauses(&mut Vec::new());
         let opened = RingReader::open(&agent.opts.ring_path, &agent.opts.cursor_path);
         let reader = match opened {
-            Ok(r) if Some(r.epoch()) != finished_epoch => r,
+            // A finished ring is read again when a restarted collector continues it.
+            Ok(r) if Some(r.epoch()) != finished_epoch || !r.is_closed() => r,
             other => {
                 if !waiting_logged {
                     match other {
@@ -265,6 +271,7 @@ pub fn run(opts: AgentOptions, stop: StopHandle) -> anyhow::Result<AgentStats> {
             break;
         }
     }
+    imprint_service::stopping();
     agent.stats.spool_bytes = agent.spool.total_bytes();
     agent.write_status();
     drop(shipper);
@@ -282,6 +289,26 @@ impl Agent {
             0
         };
         tracing::info!(ring = %reader.path().display(), epoch, from = reader.position(), skip_upto, "reading ring");
+        if let Some((old_epoch, old_last)) = reader.replaced() {
+            // The collector could not continue the ring this agent was reading: whatever of it
+            // never reached the spool is gone with it.
+            if old_epoch == self.resume.epoch && old_last > self.resume.seq {
+                let lost = old_last - self.resume.seq;
+                tracing::warn!(
+                    old_epoch,
+                    lost,
+                    "the ring was replaced before it was read to the end"
+                );
+                self.pending_gaps.push(Gap {
+                    from_ns: 0,
+                    to_ns: 0,
+                    stage: Stage::RingReplaced,
+                    count: lost,
+                    device: NO_DEVICE,
+                });
+                self.resume.seq = old_last;
+            }
+        }
         // Frames up to here were consumed by this or an earlier run: a jump after it is loss.
         let resumed = skip_upto.max(reader.last_seq());
         let mut last_seq: Option<u64> = (resumed > 0).then_some(resumed);
@@ -295,6 +322,7 @@ impl Agent {
         let mut last_sync = Instant::now();
         self.stats.ring_epoch = epoch;
         loop {
+            self.watchdog.tick();
             if stop.take_reload() {
                 self.reload_policy(&mut records);
                 // A verdict that closed the gate may not hold under the new policy.
@@ -452,11 +480,11 @@ impl Agent {
             }
             let sync_timeout =
                 unsynced.then(|| self.opts.fsync_interval.saturating_sub(last_sync.elapsed()));
-            let timeout = match (sync_timeout, self.filter.idle_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            reader.wait(timeout);
+            let timeout = imprint_service::min_timeout(sync_timeout, self.filter.idle_timeout());
+            reader.wait(imprint_service::min_timeout(
+                timeout,
+                self.watchdog.due_in(),
+            ));
         }
     }
 

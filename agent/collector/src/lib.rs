@@ -5,7 +5,7 @@
 
 use imprint_record::codec::encode_record;
 use imprint_record::{DeviceInfo, FocusInfo, Gap, InputEvent, Record, Source, Stage, NO_DEVICE};
-use imprint_ring::{RingFull, RingWriter};
+use imprint_ring::{RingFull, RingStart, RingWriter};
 use imprint_source::{self as source, SourceEvent};
 #[cfg(feature = "replay")]
 use imprint_source::{libinput_yaml::Recording, replay::Speed};
@@ -76,6 +76,9 @@ pub struct Collector {
     lossless: bool,
     /// The focus sequence stamped on every input event (0 until focus is known).
     focus_seq: u64,
+    /// The highest focus sequence issued in this ring, by this collector or the one whose ring
+    /// it continued: the next focus gets a higher one.
+    last_focus_seq: u64,
     /// The session connection that reported the current focus (0: none, or in-process).
     focus_conn: u64,
     /// The device classes the agent's verdict admits for the current focus (all until it
@@ -91,12 +94,16 @@ pub struct Collector {
     /// reports, focus is explicitly unknown.
     expect_helpers: bool,
     summary: CollectorSummary,
+    /// Fed from the main loop, so systemd restarts a collector whose loop hangs.
+    watchdog: imprint_service::Watchdog,
 }
 
 impl Collector {
-    /// Creates the ring (replacing an old one).
+    /// Opens the ring: continues the previous collector's, so that what the agent has not yet
+    /// read of it survives a restart, or creates a new one. A crash of the previous collector,
+    /// and a replaced ring, each become a gap record.
     pub fn create(opts: &CollectorOptions) -> anyhow::Result<Self> {
-        let writer = RingWriter::create(
+        let (writer, start) = RingWriter::open(
             &opts.ring_path,
             &opts.cursor_path,
             opts.ring_capacity,
@@ -105,17 +112,46 @@ impl Collector {
         if let Some(group) = &opts.ring_group {
             share_with_group(&opts.ring_path, group);
         }
-        tracing::info!(ring = %opts.ring_path.display(), capacity = opts.ring_capacity, epoch = writer.epoch(), "ring created");
+        let now = source::monotonic_now_ns();
+        // A crash gap waits its turn like an announcement: retried, never dropped.
+        let mut unannounced = VecDeque::new();
+        match &start {
+            RingStart::Created { replaced, why } => {
+                if let (Some((epoch, last_seq)), Some(why)) = (replaced, why) {
+                    tracing::warn!(ring = %opts.ring_path.display(), old_epoch = epoch, old_last_seq = last_seq, why, "replaced the previous ring instead of continuing it; the agent counts what it had not read");
+                }
+                tracing::info!(ring = %opts.ring_path.display(), capacity = opts.ring_capacity, epoch = writer.epoch(), "ring created");
+            }
+            RingStart::Continued {
+                crashed,
+                last_mono_ns,
+            } => {
+                tracing::info!(ring = %opts.ring_path.display(), epoch = writer.epoch(), crashed, "continuing the previous collector's ring");
+                if *crashed {
+                    // What the dead collector had read but not published, and input while
+                    // none ran, is gone; how much, nobody can know.
+                    unannounced.push_back(Record::Gap(Gap {
+                        from_ns: (*last_mono_ns).min(now),
+                        to_ns: now,
+                        stage: Stage::CollectorCrash,
+                        count: 0,
+                        device: NO_DEVICE,
+                    }));
+                }
+            }
+        }
+        let last_focus_seq = writer.focus_seq();
         Ok(Collector {
             writer,
             ring_path: opts.ring_path.clone(),
             devices: BTreeMap::new(),
-            unannounced: VecDeque::new(),
+            unannounced,
             pending_gap: None,
             scratch: Vec::with_capacity(256),
             source: Source::Unknown,
             lossless: false,
             focus_seq: 0,
+            last_focus_seq,
             focus_conn: 0,
             scope: class::ALL,
             scope_tx: watch::channel(class::ALL).0,
@@ -123,6 +159,7 @@ impl Collector {
             replay_session_focus: false,
             expect_helpers: false,
             summary: CollectorSummary::default(),
+            watchdog: imprint_service::Watchdog::disabled(),
         })
     }
 
@@ -136,6 +173,11 @@ impl Collector {
     /// event carries a focus record whose `unknown_reason` is `no_session_helper`.
     pub fn expect_session_helpers(&mut self, on: bool) {
         self.expect_helpers = on;
+    }
+
+    /// Feeds `watchdog` (the service manager's) from the main loop.
+    pub fn set_watchdog(&mut self, watchdog: imprint_service::Watchdog) {
+        self.watchdog = watchdog;
     }
 
     /// The ring's epoch.
@@ -221,10 +263,18 @@ impl Collector {
             // Until a helper reports, nothing is known about focus: say so explicitly.
             self.set_focus(0, unknown_focus("no_session_helper"));
         }
+        imprint_service::ready(if task.is_some() {
+            "capturing"
+        } else {
+            "capture is off by policy"
+        });
         tokio::pin!(shutdown);
         let mut buf = Vec::with_capacity(256);
         loop {
+            self.watchdog.tick();
+            let due = self.watchdog.due_in();
             let n = tokio::select! {
+                () = watchdog_due(due) => continue,
                 n = rx.recv_many(&mut buf, 256) => n,
                 ev = recv_session(&mut sessions) => {
                     match ev {
@@ -244,6 +294,7 @@ impl Collector {
             }
             self.writer.publish();
         }
+        imprint_service::stopping();
         // A source that failed (rather than finished, or was stopped) fails the collector,
         // so the service manager restarts it.
         let failed = match task {
@@ -339,7 +390,9 @@ impl Collector {
     /// Starts a new focus context: a new sequence number, and the gate open until the agent's
     /// verdict for it arrives (the agent drops what policy does not admit either way).
     fn set_focus(&mut self, conn: u64, mut f: Box<FocusInfo>) {
-        self.focus_seq += 1;
+        self.last_focus_seq += 1;
+        self.focus_seq = self.last_focus_seq;
+        self.writer.set_focus_seq(self.focus_seq);
         f.seq = self.focus_seq;
         if f.mono_ns == 0 {
             f.mono_ns = source::monotonic_now_ns();
@@ -513,6 +566,7 @@ impl Collector {
             };
             match result {
                 Ok(_) => {
+                    self.writer.note_time(mono_ns);
                     self.summary.frames_written += 1;
                     self.writer
                         .counters()
@@ -556,6 +610,14 @@ fn unknown_focus(reason: &str) -> Box<FocusInfo> {
         mono_ns: source::monotonic_now_ns(),
         ..FocusInfo::default()
     })
+}
+
+/// Resolves when the watchdog is due (never, without one).
+async fn watchdog_due(due: Option<Duration>) {
+    match due {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_session(rx: &mut Option<mpsc::Receiver<SessionEvent>>) -> Option<SessionEvent> {

@@ -123,6 +123,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         })?;
         let mut collector = collector;
         collector.expect_session_helpers(true);
+        collector.set_watchdog(imprint_service::Watchdog::from_env());
         let (tx, rx) = mpsc::channel(256);
         let _server = sessions::spawn(
             SessionSocketOptions {

@@ -9,6 +9,7 @@
 //! and `policy.unknown_focus`, so an old configuration means what it meant.
 
 pub mod focus;
+pub mod metrics;
 pub mod ship;
 
 use imprint_policy::detect::CustomDetector;
@@ -44,6 +45,8 @@ pub struct Config {
     pub notice: NoticeConfig,
     /// Shipping sealed segments to object storage (`[ship]`): off unless `enabled`.
     pub ship: ship::ShipConfig,
+    /// Serving metrics (`[metrics]`): a local Unix socket, and a loopback address if set.
+    pub metrics: metrics::MetricsConfig,
 }
 
 /// `[notice]`: what the people using this machine have been told. Empty (the default)
@@ -289,6 +292,9 @@ impl Config {
             return bad(format!(
                 "ring.capacity_bytes = {cap}: must be a power of two from 4096 to 1073741824"
             ));
+        }
+        if let Err(e) = self.metrics.listen_addr() {
+            return bad(format!("metrics.listen: {e}"));
         }
         if self.spool.fsync_interval_ms == 0 || self.spool.fsync_interval_ms > 60_000 {
             return bad("spool.fsync_interval_ms must be between 1 and 60000".into());

@@ -406,6 +406,8 @@ fn stage_to_schema(s: Stage) -> schema::Stage {
         Stage::SpoolTorn => schema::Stage::SpoolTorn,
         Stage::Paused => schema::Stage::Paused,
         Stage::Retention => schema::Stage::Retention,
+        Stage::CollectorCrash => schema::Stage::CollectorCrash,
+        Stage::RingReplaced => schema::Stage::RingReplaced,
     }
 }
 
@@ -422,6 +424,8 @@ fn stage_from_schema(s: schema::Stage) -> Stage {
         schema::Stage::SpoolTorn => Stage::SpoolTorn,
         schema::Stage::Paused => Stage::Paused,
         schema::Stage::Retention => Stage::Retention,
+        schema::Stage::CollectorCrash => Stage::CollectorCrash,
+        schema::Stage::RingReplaced => Stage::RingReplaced,
     }
 }
 

@@ -80,6 +80,11 @@ pub enum Stage {
     Paused,
     /// The disk budget forced deleting a spool segment that was not yet shipped.
     Retention,
+    /// The collector died without closing its ring; what it held, and input until its
+    /// restart, was not captured. The count is 0: nobody can know it.
+    CollectorCrash,
+    /// A ring was replaced before the agent had read all of it; the count is in frames.
+    RingReplaced,
 }
 
 impl Stage {
@@ -97,6 +102,8 @@ impl Stage {
             Stage::SpoolTorn => "spool_torn",
             Stage::Paused => "paused",
             Stage::Retention => "retention",
+            Stage::CollectorCrash => "collector_crash",
+            Stage::RingReplaced => "ring_replaced",
         }
     }
 }

@@ -32,7 +32,12 @@ pub struct Identity {
     /// sequence numbers of a restarted collector with old ones.
     pub epoch: AtomicU64,
     pub collector_pid: AtomicU32,
-    pub _pad: [u8; 28],
+    pub _pad0: u32,
+    /// The ring this one replaced (0: none): its epoch and last published sequence, so an
+    /// agent that had not read all of it can count what it lost.
+    pub prev_epoch: AtomicU64,
+    pub prev_last_seq: AtomicU64,
+    pub _pad: [u8; 8],
 }
 
 /// The producer's cache line.
@@ -44,7 +49,14 @@ pub struct Producer {
     pub notify: AtomicU32,
     /// Set when a newer collector replaced this ring: drain it, then reopen the path.
     pub closed: AtomicU32,
-    pub _pad: [u8; 40],
+    /// Time of the newest record published: where a crashed collector's loss begins.
+    pub last_mono_ns: AtomicU64,
+    /// The highest focus sequence issued in this ring, so a collector that continues it never
+    /// reuses one (a verdict about an old focus must not apply to a new one).
+    pub focus_seq: AtomicU64,
+    /// Times a restarted collector continued this ring.
+    pub continued: AtomicU32,
+    pub _pad: [u8; 20],
 }
 
 /// Collector-side counters for `imprint status` and metrics.
@@ -196,6 +208,8 @@ pub struct RingStats {
     pub capacity: u64,
     pub epoch: u64,
     pub write_pos: u64,
+    /// Sequence number of the last frame published (untrusted: for accounting).
+    pub published_seq: u64,
     pub read_pos: u64,
     pub pending_bytes: u64,
     pub frames_written: u64,
@@ -208,6 +222,8 @@ pub struct RingStats {
     pub capture_on: bool,
     /// The collector closed this ring (it stopped or was replaced).
     pub closed: bool,
+    /// Times a restarted collector continued this ring instead of replacing it.
+    pub continued: u32,
     pub source: &'static str,
     pub devices: u32,
     pub collector_pid: u32,

@@ -17,7 +17,7 @@ pub mod writer;
 
 pub use layout::{CollectorCounters, RingStats};
 pub use reader::{ReadOutcome, RingReader};
-pub use writer::{RingFull, RingWriter};
+pub use writer::{RingFull, RingStart, RingWriter};
 
 use std::path::{Path, PathBuf};
 

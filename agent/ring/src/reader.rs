@@ -158,6 +158,13 @@ impl RingReader {
         self.pos
     }
 
+    /// The ring this one replaced, as (epoch, last published sequence), when there was one.
+    pub fn replaced(&self) -> Option<(u64, u64)> {
+        let id = &self.header().id;
+        let epoch = id.prev_epoch.load(Ordering::Acquire);
+        (epoch != 0).then(|| (epoch, id.prev_last_seq.load(Ordering::Acquire)))
+    }
+
     /// True once the collector has replaced or shut down this ring.
     pub fn is_closed(&self) -> bool {
         self.header().producer.closed.load(Ordering::Acquire) != 0
@@ -357,6 +364,11 @@ fn stats_of(h: &RingHeader, read_pos: u64) -> RingStats {
         capacity: h.id.capacity.load(Ordering::Relaxed),
         epoch: h.id.epoch.load(Ordering::Relaxed),
         write_pos,
+        published_seq: h
+            .producer
+            .next_seq
+            .load(Ordering::Acquire)
+            .saturating_sub(1),
         read_pos,
         pending_bytes: write_pos.saturating_sub(read_pos),
         frames_written: c.frames_written.load(Ordering::Relaxed),
@@ -368,6 +380,7 @@ fn stats_of(h: &RingHeader, read_pos: u64) -> RingStats {
         gaps_written: c.gaps_written.load(Ordering::Relaxed),
         capture_on: c.capture_on.load(Ordering::Relaxed) != 0,
         closed: h.producer.closed.load(Ordering::Relaxed) != 0,
+        continued: h.producer.continued.load(Ordering::Relaxed),
         source: layout::source_name(c.source.load(Ordering::Relaxed)),
         devices: c.devices.load(Ordering::Relaxed),
         collector_pid: h.id.collector_pid.load(Ordering::Relaxed),

@@ -110,6 +110,100 @@ fn a_new_ring_closes_the_old_one() {
     assert_eq!(r2.position(), 0, "a new epoch starts at zero");
 }
 
+#[test]
+fn a_restarted_writer_continues_the_ring_with_what_was_unread() {
+    let f = fixture();
+    let (mut w, start) = RingWriter::open(&f.ring, &f.cursor, 4096, 0o600).expect("open");
+    assert_eq!(
+        start,
+        RingStart::Created {
+            replaced: None,
+            why: None
+        }
+    );
+    let epoch = w.epoch();
+    for i in 0..3u8 {
+        w.note_time(100 + u64::from(i));
+        w.try_push(&[i; 40]).expect("push");
+    }
+    // Pushed but never published: a crash loses it, and nobody ever saw it.
+    w.publish();
+    w.try_push(&[9; 40]).expect("push");
+    w.set_focus_seq(7);
+    drop(w); // SIGKILL: never closed
+    let (mut w2, start) = RingWriter::open(&f.ring, &f.cursor, 4096, 0o600).expect("reopen");
+    assert_eq!(
+        start,
+        RingStart::Continued {
+            crashed: true,
+            last_mono_ns: 102
+        }
+    );
+    assert_eq!(w2.epoch(), epoch);
+    assert_eq!(w2.focus_seq(), 7, "focus sequences are never reused");
+    w2.try_push(&[4; 40]).expect("push");
+    w2.publish();
+    // An agent that starts only now still finds every published frame, in sequence.
+    let mut r = RingReader::open(&f.ring, &f.cursor).expect("reader");
+    let got: Vec<(u64, u8)> = std::iter::from_fn(|| read_frame(&mut r))
+        .map(|(seq, p)| (seq, p[0]))
+        .collect();
+    assert_eq!(got, [(1, 0), (2, 1), (3, 2), (4, 4)]);
+    assert_eq!(r.stats().continued, 1);
+
+    // A clean stop, then a restart: not a crash, and a reader that saw it closed reads on.
+    w2.close();
+    assert!(r.is_closed());
+    drop(w2);
+    let (mut w3, start) = RingWriter::open(&f.ring, &f.cursor, 4096, 0o600).expect("again");
+    assert!(matches!(start, RingStart::Continued { crashed: false, .. }));
+    assert!(!r.is_closed());
+    w3.try_push(&[5; 40]).expect("push");
+    w3.publish();
+    assert_eq!(read_frame(&mut r), Some((5, vec![5; 40])));
+}
+
+#[test]
+fn a_ring_that_cannot_be_continued_is_replaced_and_named() {
+    let f = fixture();
+    let (mut w, _) = RingWriter::open(&f.ring, &f.cursor, 4096, 0o600).expect("open");
+    for i in 0..3u8 {
+        w.try_push(&[i; 40]).expect("push");
+    }
+    w.publish();
+    let old = w.epoch();
+    let r = RingReader::open(&f.ring, &f.cursor).expect("reader");
+    // Its writer is alive: two writers must never share a ring.
+    let (w2, start) = RingWriter::open(&f.ring, &f.cursor, 4096, 0o600).expect("second");
+    assert_eq!(
+        start,
+        RingStart::Created {
+            replaced: Some((old, 3)),
+            why: Some("another collector is still writing it".into())
+        }
+    );
+    assert!(r.is_closed(), "the old ring's reader is told to move on");
+    let r2 = RingReader::open(&f.ring, &f.cursor).expect("new reader");
+    assert_eq!(r2.replaced(), Some((old, 3)));
+    assert_ne!(r2.epoch(), old);
+    drop((w, w2));
+    // Another capacity: replaced too.
+    let (w3, start) = RingWriter::open(&f.ring, &f.cursor, 8192, 0o600).expect("bigger");
+    assert!(
+        matches!(&start, RingStart::Created { replaced: Some(_), why: Some(why) } if why.contains("capacity")),
+        "{start:?}"
+    );
+    drop(w3);
+    // A ring others may write is not trusted.
+    std::fs::set_permissions(&f.ring, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .expect("chmod");
+    let (_w4, start) = RingWriter::open(&f.ring, &f.cursor, 8192, 0o600).expect("untrusted");
+    assert!(
+        matches!(start, RingStart::Created { why: Some(_), .. }),
+        "{start:?}"
+    );
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Push(usize),

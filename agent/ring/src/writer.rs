@@ -20,15 +20,143 @@ pub struct RingWriter {
     capacity: u64,
     write_pos: u64,
     next_seq: u64,
+    /// Newest record time pushed, published with the frames (see `Producer::last_mono_ns`).
+    last_mono_ns: u64,
     cursor_path: PathBuf,
     cursor: Option<(Mmap, u64)>,
+    /// Held for the writer's lifetime with an exclusive lock: a collector that finds the ring
+    /// locked knows its writer is still alive and must not write into it too.
+    _file: File,
+}
+
+/// How [`RingWriter::open`] came by its ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RingStart {
+    /// A new ring. `replaced` is the (epoch, last published sequence) of the ring it took the
+    /// place of, when there was a readable one; `why` says why that one was not continued.
+    Created {
+        replaced: Option<(u64, u64)>,
+        why: Option<String>,
+    },
+    /// The previous collector's ring, continued where it left off: what the agent had not yet
+    /// read of it is still there. `crashed` when that collector never closed it, in which case
+    /// what it held in memory from `last_mono_ns` on is lost.
+    Continued { crashed: bool, last_mono_ns: u64 },
 }
 
 impl RingWriter {
+    /// Continues the ring at `path` when it is a sound ring of this capacity that no live
+    /// writer holds, so that nothing published into it is lost across a collector restart;
+    /// otherwise creates a fresh one in its place (see [`RingWriter::create`]).
+    pub fn open(
+        path: &Path,
+        cursor_path: &Path,
+        capacity: u64,
+        mode: u32,
+    ) -> Result<(Self, RingStart), RingError> {
+        match Self::continue_existing(path, cursor_path, capacity) {
+            Ok(Some(continued)) => Ok(continued),
+            Ok(None) => Ok((
+                Self::create(path, cursor_path, capacity, mode)?,
+                RingStart::Created {
+                    replaced: None,
+                    why: None,
+                },
+            )),
+            Err(why) => {
+                let w = Self::create(path, cursor_path, capacity, mode)?;
+                let replaced = w.replaced();
+                Ok((
+                    w,
+                    RingStart::Created {
+                        replaced,
+                        why: Some(why),
+                    },
+                ))
+            }
+        }
+    }
+
+    /// `Ok(None)`: there is no ring at `path`. `Err(why)`: there is one that cannot be
+    /// continued.
+    fn continue_existing(
+        path: &Path,
+        cursor_path: &Path,
+        capacity: u64,
+    ) -> Result<Option<(Self, RingStart)>, String> {
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot open it: {e}")),
+        };
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        // Only a ring this user wrote, that nobody else may write, is trusted to continue.
+        if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+            return Err("it is not owned and writable by this user alone".into());
+        }
+        if meta.len() != layout::HEADER_SIZE + capacity {
+            return Err(format!(
+                "its size {} does not match the capacity {capacity}",
+                meta.len()
+            ));
+        }
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err("another collector is still writing it".into())
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(format!("cannot lock it: {e}")),
+        }
+        // SAFETY: a file this user owns and has locked; other processes only map it read-only.
+        let map = unsafe { MmapOptions::new().map_mut(&file) }.map_err(|e| e.to_string())?;
+        let h = header_of(&map);
+        if h.id.magic.load(Ordering::Acquire) != layout::MAGIC
+            || h.id.version.load(Ordering::Relaxed) != layout::VERSION
+            || u64::from(h.id.header_size.load(Ordering::Relaxed)) != layout::HEADER_SIZE
+            || h.id.capacity.load(Ordering::Relaxed) != capacity
+        {
+            return Err("its header is not a ring of this version and capacity".into());
+        }
+        let write_pos = h.producer.write_pos.load(Ordering::Acquire);
+        let next_seq = h.producer.next_seq.load(Ordering::Acquire);
+        if !write_pos.is_multiple_of(layout::ALIGN) || next_seq == 0 {
+            return Err("its write position is damaged".into());
+        }
+        let crashed = h.producer.closed.load(Ordering::Acquire) == 0;
+        let last_mono_ns = h.producer.last_mono_ns.load(Ordering::Relaxed);
+        h.id.collector_pid
+            .store(std::process::id(), Ordering::Relaxed);
+        h.producer.continued.fetch_add(1, Ordering::Relaxed);
+        // Reopened for writing: a reader that finished it reads on.
+        h.producer.closed.store(0, Ordering::SeqCst);
+        let w = RingWriter {
+            map,
+            capacity,
+            write_pos,
+            next_seq,
+            last_mono_ns,
+            cursor_path: cursor_path.to_owned(),
+            cursor: None,
+            _file: file,
+        };
+        Ok(Some((
+            w,
+            RingStart::Continued {
+                crashed,
+                last_mono_ns,
+            },
+        )))
+    }
+
     /// Creates a fresh ring at `path` (replacing any old one) with `capacity` bytes of frames.
     ///
     /// An old ring at the same path is marked closed first, so an agent still reading it
-    /// drains it and moves to the new one. The new file gets `mode` (0640 in production).
+    /// drains it and moves to the new one; the new header names it, so an agent that was not
+    /// reading can count what it never read. The new file gets `mode` (0640 in production).
     pub fn create(
         path: &Path,
         cursor_path: &Path,
@@ -45,6 +173,9 @@ impl RingWriter {
         let tmp = path.with_extension("new");
         let file = fsutil::create_with_mode(&tmp, mode).map_err(io)?;
         file.set_len(layout::HEADER_SIZE + capacity).map_err(io)?;
+        // Nobody else has this file yet, so the lock cannot be refused; it keeps a later
+        // collector from continuing this ring while this one lives.
+        file.lock().map_err(io)?;
         // SAFETY: the file was just created by us and sized; other processes only ever map it.
         let map = unsafe { MmapOptions::new().map_mut(&file) }.map_err(io)?;
         let w = RingWriter {
@@ -52,8 +183,10 @@ impl RingWriter {
             capacity,
             write_pos: 0,
             next_seq: 1,
+            last_mono_ns: 0,
             cursor_path: cursor_path.to_owned(),
             cursor: None,
+            _file: file,
         };
         let h = w.header();
         h.id.version.store(layout::VERSION, Ordering::Relaxed);
@@ -64,17 +197,43 @@ impl RingWriter {
         h.id.collector_pid
             .store(std::process::id(), Ordering::Relaxed);
         h.producer.next_seq.store(1, Ordering::Relaxed);
+        if let Some((epoch, last_seq)) = mark_closed(path) {
+            h.id.prev_epoch.store(epoch, Ordering::Relaxed);
+            h.id.prev_last_seq.store(last_seq, Ordering::Relaxed);
+        }
         // The magic goes last so a reader never sees a half-initialised header as valid.
         h.id.magic.store(layout::MAGIC, Ordering::Release);
-        mark_closed(path);
         std::fs::rename(&tmp, path).map_err(io)?;
         Ok(w)
     }
 
+    /// The ring this one replaced, as (epoch, last published sequence).
+    fn replaced(&self) -> Option<(u64, u64)> {
+        let id = &self.header().id;
+        let epoch = id.prev_epoch.load(Ordering::Relaxed);
+        (epoch != 0).then(|| (epoch, id.prev_last_seq.load(Ordering::Relaxed)))
+    }
+
+    /// The highest focus sequence issued in this ring (by this or an earlier collector).
+    pub fn focus_seq(&self) -> u64 {
+        self.header().producer.focus_seq.load(Ordering::Relaxed)
+    }
+
+    /// Records that focus sequence `seq` has been issued.
+    pub fn set_focus_seq(&self, seq: u64) {
+        self.header()
+            .producer
+            .focus_seq
+            .fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Notes the time of a record being pushed, published with it.
+    pub fn note_time(&mut self, mono_ns: u64) {
+        self.last_mono_ns = self.last_mono_ns.max(mono_ns);
+    }
+
     fn header(&self) -> &RingHeader {
-        // SAFETY: the mapping is at least HEADER_SIZE bytes, page aligned, and RingHeader is
-        // made only of atomics, which are valid for any bit pattern and shared access.
-        unsafe { &*(self.map.as_ptr() as *const RingHeader) }
+        header_of(&self.map)
     }
 
     /// The ring's epoch (identity of this incarnation).
@@ -149,6 +308,9 @@ impl RingWriter {
         if h.producer.write_pos.load(Ordering::Relaxed) == self.write_pos {
             return;
         }
+        h.producer
+            .last_mono_ns
+            .store(self.last_mono_ns, Ordering::Relaxed);
         h.producer.next_seq.store(self.next_seq, Ordering::Relaxed);
         h.producer.write_pos.store(self.write_pos, Ordering::SeqCst);
         h.producer.notify.fetch_add(1, Ordering::SeqCst);
@@ -222,20 +384,25 @@ pub(super) fn cursor_of(m: &[u8]) -> &Cursor {
     unsafe { &*(m.as_ptr() as *const Cursor) }
 }
 
-/// Marks an existing ring at `path` as closed so its reader moves on.
-fn mark_closed(path: &Path) {
-    let Ok(f) = std::fs::OpenOptions::new()
+fn header_of(m: &[u8]) -> &RingHeader {
+    // SAFETY: callers map at least HEADER_SIZE bytes, page aligned, and RingHeader is made
+    // only of atomics, which are valid for any bit pattern and shared access.
+    unsafe { &*(m.as_ptr() as *const RingHeader) }
+}
+
+/// Marks an existing ring at `path` as closed so its reader moves on; returns its epoch and
+/// last published sequence.
+fn mark_closed(path: &Path) -> Option<(u64, u64)> {
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-    else {
-        return;
-    };
+        .ok()?;
     if f.metadata()
         .map(|m| m.len() < layout::HEADER_SIZE)
         .unwrap_or(true)
     {
-        return;
+        return None;
     }
     // SAFETY: we only touch atomics in the header of a file at least HEADER_SIZE long.
     if let Ok(m) = unsafe {
@@ -243,13 +410,20 @@ fn mark_closed(path: &Path) {
             .len(layout::HEADER_SIZE as usize)
             .map_mut(&f)
     } {
-        let h = unsafe { &*(m.as_ptr() as *const RingHeader) };
+        let h = header_of(&m);
         if h.id.magic.load(Ordering::Acquire) == layout::MAGIC {
             h.producer.closed.store(1, Ordering::SeqCst);
             h.producer.notify.fetch_add(1, Ordering::SeqCst);
             notify::wake_all(&h.producer.notify);
+            let last = h
+                .producer
+                .next_seq
+                .load(Ordering::Acquire)
+                .saturating_sub(1);
+            return Some((h.id.epoch.load(Ordering::Relaxed), last));
         }
     }
+    None
 }
 
 /// A value that differs between ring incarnations, even across reboots.

@@ -5,6 +5,7 @@ mod daemons;
 mod dump;
 mod erase;
 mod export;
+mod metrics;
 mod policy;
 mod ship;
 mod status;
@@ -93,6 +94,9 @@ enum Command {
     /// Check a policy, or explain what it decides for an application.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Print every metric in Prometheus text format, or serve them (`--serve`) on a local Unix
+    /// socket and, when configured, a loopback address.
+    Metrics(metrics::MetricsArgs),
     /// Show what is being captured right now, ring fill, spool size and drop counters.
     Status {
         /// Machine-readable JSON.
@@ -175,6 +179,7 @@ pub fn main() -> i32 {
         Command::Export(args) => export::run(&loc, args),
         Command::Erase(args) => erase::run(&loc, args),
         Command::Ship(args) => ship::run(&loc, args),
+        Command::Metrics(args) => metrics::run(&loc, args),
         Command::Status {
             json,
             prometheus,

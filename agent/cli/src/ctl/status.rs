@@ -10,6 +10,7 @@
 
 use super::Locations;
 use imprint_agent::control::{self, ControlError, Reply, Request};
+use imprint_agent::daemon::Paths;
 use imprint_agent::status::{pid_alive, CaptureView};
 use imprint_agent::{policy_status_path, PolicyStatus};
 use imprint_config::NoticeConfig;
@@ -97,6 +98,10 @@ pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Res
     let refused = matches!(&you, Some(Ok(r)) if r.error.is_some())
         || (acting && matches!(&you, Some(Err(_))));
     let code = i32::from(refused);
+    if prom {
+        print!("{}", prometheus_text(&paths));
+        return Ok(0);
+    }
     let ring = peek_stats(&paths.ring, &paths.cursor);
     let agent = AgentStats::read(&paths.status);
     let ring_ok = ring.as_ref().ok();
@@ -105,24 +110,6 @@ pub fn run(loc: &Locations, json: bool, prom: bool, ask: Request) -> anyhow::Res
         .and_then(|_| peek_ebpf(&paths.ring).ok())
         .map(|e| fresh_ebpf(&paths.ring, &paths.session, e));
     let pstatus = read_policy_status(&policy_status_path(&paths.status));
-    if prom {
-        let bpf_lost = ebpf
-            .as_ref()
-            .map(|e| vec![("{stage=\"bpf_reserve\"}", e.kernel.reserve_failed)])
-            .unwrap_or_default();
-        print!("{}", prometheus(ring_ok, agent_ok, &bpf_lost));
-        if let Some(p) = &pstatus {
-            print!("{}", policy_prometheus(p));
-        }
-        if let Some(e) = &ebpf {
-            print!("{}", ebpf_prometheus(e));
-        }
-        let ship = imprint_ship::status::status_path(&paths.status);
-        if let Some(s) = imprint_ship::status::ShipStatus::read(&ship) {
-            print!("{}", s.prometheus());
-        }
-        return Ok(0);
-    }
     let capture = capture_state(&paths.ring, &ring, you.as_ref());
     let answered = you.as_ref().and_then(|r| r.as_ref().ok());
     // The running agent's notice, else the configuration's as read here (an agent started
@@ -360,6 +347,35 @@ fn print_ebpf(e: &EbpfStatus) {
     }
 }
 
+/// Every metric, in Prometheus text format: what `status --prometheus` prints and
+/// `imprint metrics --serve` answers, read fresh from the ring, the agent's snapshots and the
+/// collector.
+pub fn prometheus_text(paths: &Paths) -> String {
+    let ring = peek_stats(&paths.ring, &paths.cursor);
+    let agent = AgentStats::read(&paths.status);
+    let ebpf = ring
+        .as_ref()
+        .ok()
+        .and_then(|_| peek_ebpf(&paths.ring).ok())
+        .map(|e| fresh_ebpf(&paths.ring, &paths.session, e));
+    let bpf_lost = ebpf
+        .as_ref()
+        .map(|e| vec![("{stage=\"bpf_reserve\"}", e.kernel.reserve_failed)])
+        .unwrap_or_default();
+    let mut out = prometheus(ring.as_ref().ok(), agent.as_ref().ok(), &bpf_lost);
+    if let Some(p) = read_policy_status(&policy_status_path(&paths.status)) {
+        out.push_str(&policy_prometheus(&p));
+    }
+    if let Some(e) = &ebpf {
+        out.push_str(&ebpf_prometheus(e));
+    }
+    let ship = imprint_ship::status::status_path(&paths.status);
+    if let Some(s) = imprint_ship::status::ShipStatus::read(&ship) {
+        out.push_str(&s.prometheus());
+    }
+    out
+}
+
 /// The eBPF source's metrics (their own families; the shared ones come from `metrics`).
 fn ebpf_prometheus(e: &EbpfStatus) -> String {
     let k = &e.kernel;
@@ -529,11 +545,6 @@ fn policy_prometheus(p: &PolicyStatus) -> String {
             f.motion_coalesced,
         ),
         (
-            "imprint_keymap_fallback",
-            "1 when typed text is rebuilt with the built-in US layout because xkb is unavailable.",
-            u64::from(f.keymap_fallback),
-        ),
-        (
             "imprint_policy_reloads_total",
             "Policy reloads applied.",
             p.reload.reloads,
@@ -546,6 +557,12 @@ fn policy_prometheus(p: &PolicyStatus) -> String {
     ] {
         out.one(name, "counter", help, v);
     }
+    out.one(
+        "imprint_keymap_fallback",
+        "gauge",
+        "1 when typed text is rebuilt with the built-in US layout because xkb is unavailable.",
+        u64::from(f.keymap_fallback),
+    );
     out.finish()
 }
 
