@@ -5,6 +5,7 @@
 mod dataset;
 mod ebpf;
 mod harness;
+mod kernels;
 mod policy;
 mod scope;
 mod xorg;
