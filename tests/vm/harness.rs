@@ -52,7 +52,7 @@ pub fn vm_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // Host prerequisites
 
-/// QEMU and busybox on the host, and the host's own kernel.
+/// QEMU and busybox on the host.
 pub struct Host {
     pub qemu: PathBuf,
     pub busybox: PathBuf,
@@ -98,9 +98,6 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// Every kernel of the matrix, oldest first.
-    pub const ALL: [Kernel; 3] = [Kernel::Bullseye, Kernel::Host, Kernel::Trixie];
-
     /// The Debian suite the kernel comes from.
     pub fn suite(self) -> &'static str {
         match self {
@@ -113,7 +110,6 @@ impl Kernel {
 
 /// A kernel image and the directory holding its modules.
 pub struct KernelImage {
-    pub kind: Kernel,
     pub image: PathBuf,
     pub version: String,
     pub modules_dir: PathBuf,
@@ -148,7 +144,6 @@ fn find_kernel(kind: Kernel) -> Result<KernelImage> {
         std::fs::File::open(&image)
             .with_context(|| format!("{} is not readable (run as root?)", image.display()))?;
         return Ok(KernelImage {
-            kind,
             origin: image.display().to_string(),
             image,
             version,
@@ -182,7 +177,6 @@ fn find_kernel(kind: Kernel) -> Result<KernelImage> {
         )
     })?;
     Ok(KernelImage {
-        kind,
         origin: format!("{} {} ({suite})", fact("package"), fact("version")),
         image,
         version,
