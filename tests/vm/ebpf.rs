@@ -36,7 +36,7 @@ wait_paused() {
     while [ $i -lt 240 ]; do
         now=no
         imprint status --config /etc/imprint/imprint.toml --data-dir "$1" 2>/dev/null \
-            | grep -q '^paused:' && now=yes
+            | grep -q '^paused: *yes' && now=yes
         [ "$now" = "$2" ] && return 0
         sleep 0.25
         i=$((i + 1))
