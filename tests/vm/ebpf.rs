@@ -608,16 +608,20 @@ exit $guest_rc
     let syns = syns_written + dropped_policy;
     let reports = injected / 2;
     let (lost_keys, lost_syns) = (reports.saturating_sub(keys), reports.saturating_sub(syns));
+    // Split reports: `a` lost their key event and kept their SYN_REPORT, `b` the reverse;
+    // b - a = lost SYN reports - lost key events, and a is at least the filter's drops.
+    let a_min = dropped_policy.max(lost_keys.saturating_sub(lost_syns));
+    // (No underflow: a_min >= lost_keys - lost_syns.)
+    let split_min = 2 * a_min + lost_syns - lost_keys;
     let summary = format!(
         "injected {injected} ({reports} reports), captured {captured}, bpf_reserve gaps {bpf_gaps} \
          in {} records (kernel counter {reserve_failed}), ring_full gaps {ring_gaps}; captured \
          {keys} key events + {syns} SYN reports, of which {written} spooled and {dropped_policy} \
          SYN reports of empty frames dropped by the filter; lost {lost_keys} key events and \
-         {lost_syns} SYN reports, so at least {} reports split",
+         {lost_syns} SYN reports, so at least {split_min} reports split",
         gaps.iter()
             .filter(|g| g.get("stage").and_then(Value::as_str) == Some("bpf_reserve"))
             .count(),
-        lost_keys.abs_diff(lost_syns)
     );
     eprintln!("overflow: {summary}");
     if bpf_gaps == 0 {
