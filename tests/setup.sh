@@ -59,3 +59,9 @@ if [ ! -x "$venv/bin/moto_server" ]; then
     "$venv/bin/pip" install -q --disable-pip-version-check 'moto[server]'
 fi
 echo "tests/setup.sh: test dependencies present"
+# The VM tests' kernel matrix (tests/vm/kernels.rs) boots Debian 11's 5.10 and Debian 13's 6.12
+# besides the host's 6.1: Debian's linux-image packages, downloaded with a private apt
+# directory and unpacked (not installed) under target/kernels/<suite> (about 25 s, 19 MB kept).
+# A failure here fails only those tests: the harness retries the fetch and names what is missing.
+bash "$(dirname "$0")/vm/fetch-kernels.sh" bullseye trixie \
+    || echo "tests/setup.sh: fetching the VM kernel matrix failed; tests/vm/kernels.rs will fail" >&2

@@ -1,5 +1,5 @@
 //! The real-kernel harness: builds static guest binaries, packs an initramfs around them, boots
-//! Debian's kernel under QEMU (TCG) and collects the serial console.
+//! one of Debian's kernels ([`Kernel`]) under QEMU (TCG) and collects the serial console.
 //!
 //! A test describes what to run in the guest as a shell script ([`Vm::script`]) plus any files it
 //! needs ([`Vm::file`]). The guest's `/init` mounts the usual filesystems (proc, sys, devtmpfs,
@@ -7,8 +7,9 @@
 //! between marker lines and powers off. Inside the script, `section NAME FILE` prints a file
 //! between marker lines; on the host, [`VmRun::section`] returns it.
 //!
-//! Nothing is cached across runs except cargo's own incremental state in `target/vm`: the
-//! initramfs is rebuilt from the current binaries, kernel and modules every time.
+//! Nothing is cached across runs except cargo's own incremental state in `target/vm` and the
+//! fetched kernels in `target/kernels/<suite>`: the initramfs is rebuilt from the current
+//! binaries, kernel and modules every time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -51,16 +52,13 @@ pub fn vm_dir() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // Host prerequisites
 
-/// The kernel, its modules, QEMU and busybox on the host.
+/// QEMU and busybox on the host.
 pub struct Host {
     pub qemu: PathBuf,
-    pub kernel: PathBuf,
-    pub kernel_version: String,
-    pub modules_dir: PathBuf,
     pub busybox: PathBuf,
 }
 
-/// Finds (once) everything the VM needs on the host, or explains what to install.
+/// Finds (once) QEMU and busybox on the host, or explains what to install.
 pub fn host() -> Result<&'static Host> {
     static HOST: OnceLock<std::result::Result<Host, String>> = OnceLock::new();
     HOST.get_or_init(|| find_host().map_err(|e| format!("{e:#}")))
@@ -82,35 +80,170 @@ fn find_host() -> Result<Host> {
             busybox.display()
         );
     }
+    Ok(Host { qemu, busybox })
+}
 
-    // The newest /boot/vmlinuz-<version> whose modules include evdev.
+// ---------------------------------------------------------------------------------------------
+// Kernels
+
+/// Which Debian kernel a VM boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// The host's newest `/boot/vmlinuz-<version>` (Debian 12 bookworm: 6.1).
+    Host,
+    /// Debian 11 bullseye's `linux-image-amd64` (5.10), fetched into `target/kernels/bullseye`.
+    Bullseye,
+    /// Debian 13 trixie's `linux-image-amd64` (6.12), fetched into `target/kernels/trixie`.
+    Trixie,
+}
+
+impl Kernel {
+    /// The Debian suite the kernel comes from.
+    pub fn suite(self) -> &'static str {
+        match self {
+            Kernel::Host => "bookworm (host)",
+            Kernel::Bullseye => "bullseye",
+            Kernel::Trixie => "trixie",
+        }
+    }
+}
+
+/// A kernel image and the directory holding its modules.
+pub struct KernelImage {
+    pub image: PathBuf,
+    pub version: String,
+    pub modules_dir: PathBuf,
+    /// What it is, for messages: the package and its version, or the host path.
+    pub origin: String,
+}
+
+/// Finds (once per kernel) the image and modules; a fetched kernel that is not in
+/// `target/kernels/` yet is fetched with `tests/vm/fetch-kernels.sh`.
+pub fn kernel(kind: Kernel) -> Result<&'static KernelImage> {
+    type Slot = OnceLock<std::result::Result<KernelImage, String>>;
+    static HOST_K: Slot = OnceLock::new();
+    static BULLSEYE: Slot = OnceLock::new();
+    static TRIXIE: Slot = OnceLock::new();
+    let slot = match kind {
+        Kernel::Host => &HOST_K,
+        Kernel::Bullseye => &BULLSEYE,
+        Kernel::Trixie => &TRIXIE,
+    };
+    slot.get_or_init(|| find_kernel(kind).map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("{e}"))
+}
+
+fn find_kernel(kind: Kernel) -> Result<KernelImage> {
+    if kind == Kernel::Host {
+        let (version, image, modules_dir) = newest_kernel(Path::new("/"))?.with_context(|| {
+            format!(
+                "no /boot/vmlinuz-<version> with evdev.ko under /lib/modules/<version>; {INSTALL_HINT}"
+            )
+        })?;
+        std::fs::File::open(&image)
+            .with_context(|| format!("{} is not readable (run as root?)", image.display()))?;
+        return Ok(KernelImage {
+            origin: image.display().to_string(),
+            image,
+            version,
+            modules_dir,
+        });
+    }
+    let suite = kind.suite();
+    let dir = kernels_dir().join(suite);
+    let ready = dir.join("ready");
+    if !ready.exists() {
+        fetch_kernel(suite)?;
+    }
+    let facts = std::fs::read_to_string(&ready).with_context(|| {
+        format!(
+            "reading {} (run tests/vm/fetch-kernels.sh {suite})",
+            ready.display()
+        )
+    })?;
+    let fact = |key: &str| {
+        facts
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or("?")
+            .to_owned()
+    };
+    let (version, image, modules_dir) = newest_kernel(&dir)?.with_context(|| {
+        format!(
+            "{} holds no boot/vmlinuz-<version> with evdev.ko under lib/modules/<version>: \
+             remove it and run tests/vm/fetch-kernels.sh {suite}",
+            dir.display()
+        )
+    })?;
+    Ok(KernelImage {
+        origin: format!("{} {} ({suite})", fact("package"), fact("version")),
+        image,
+        version,
+        modules_dir,
+    })
+}
+
+/// Where fetched kernels are unpacked.
+pub fn kernels_dir() -> PathBuf {
+    workspace_root().join("target").join("kernels")
+}
+
+/// Runs the fetch script for `suite` (one fetch at a time in this process).
+fn fetch_kernel(suite: &str) -> Result<()> {
+    static FETCHING: Mutex<()> = Mutex::new(());
+    let _one = FETCHING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if kernels_dir().join(suite).join("ready").exists() {
+        return Ok(());
+    }
+    let script = workspace_root().join("tests/vm/fetch-kernels.sh");
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(suite)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the {suite} kernel is missing from {} and fetching it failed ({}); it is Debian's \
+             linux-image-amd64 of {suite}, downloaded from the mirror in \
+             /etc/apt/sources.list.d/debian.sources (tests/setup.sh fetches it; to retry: \
+             bash tests/vm/fetch-kernels.sh {suite}):\n{}{}",
+            kernels_dir().join(suite).display(),
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stdout), 20),
+            tail(&String::from_utf8_lossy(&out.stderr), 40)
+        );
+    }
+    eprintln!(
+        "vm: fetched the {suite} kernel in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The newest `<root>/boot/vmlinuz-<version>` whose modules (under `<root>/lib/modules` or
+/// `<root>/usr/lib/modules`) include evdev: (version, image, modules directory).
+fn newest_kernel(root: &Path) -> Result<Option<(String, PathBuf, PathBuf)>> {
     let mut candidates = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/boot") {
+    if let Ok(dir) = std::fs::read_dir(root.join("boot")) {
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(version) = name.strip_prefix("vmlinuz-") {
-                let modules_dir = Path::new("/lib/modules").join(version);
-                if find_module(&modules_dir, "kernel/drivers/input/evdev").is_some() {
+                let modules_dir = ["lib/modules", "usr/lib/modules"]
+                    .iter()
+                    .map(|m| root.join(m).join(version))
+                    .find(|m| find_module(m, "kernel/drivers/input/evdev").is_some());
+                if let Some(modules_dir) = modules_dir {
                     candidates.push((version.to_owned(), entry.path(), modules_dir));
                 }
             }
         }
     }
     candidates.sort_by_key(|c| version_key(&c.0));
-    let (kernel_version, kernel, modules_dir) = candidates.pop().with_context(|| {
-        format!(
-            "no /boot/vmlinuz-<version> with evdev.ko under /lib/modules/<version>; {INSTALL_HINT}"
-        )
-    })?;
-    std::fs::File::open(&kernel)
-        .with_context(|| format!("{} is not readable (run as root?)", kernel.display()))?;
-    Ok(Host {
-        qemu,
-        kernel,
-        kernel_version,
-        modules_dir,
-        busybox,
-    })
+    Ok(candidates.pop())
 }
 
 /// Orders "6.1.0-56-amd64" numerically by its numeric runs.
@@ -138,12 +271,12 @@ fn find_module(modules_dir: &Path, stem: &str) -> Option<PathBuf> {
 }
 
 /// The module's bytes, decompressed on the host (busybox insmod cannot decompress).
-fn module_bytes(host: &Host, stem: &str) -> Result<Vec<u8>> {
-    let path = find_module(&host.modules_dir, stem).with_context(|| {
+fn module_bytes(kernel: &KernelImage, stem: &str) -> Result<Vec<u8>> {
+    let path = find_module(&kernel.modules_dir, stem).with_context(|| {
         format!(
             "{}/{stem}.ko* is missing; the kernel package {} seems incomplete",
-            host.modules_dir.display(),
-            host.kernel_version
+            kernel.modules_dir.display(),
+            kernel.origin
         )
     })?;
     let name = path.to_string_lossy();
@@ -428,6 +561,8 @@ echo 1 > /proc/sys/kernel/printk
 insmod /lib/modules/evdev.ko || echo "insmod evdev.ko failed"
 insmod /lib/modules/uinput.ko || echo "insmod uinput.ko failed"
 echo "@@imprint-vm:ready@@ kernel $(uname -r)"
+# Before any test can hide it: whether the kernel has BTF (which the eBPF source needs).
+if [ -e /sys/kernel/btf/vmlinux ]; then echo "@@imprint-vm:btf:present@@"; else echo "@@imprint-vm:btf:absent@@"; fi
 sh /test.sh
 rc=$?
 if [ "$rc" != 0 ]; then
@@ -456,6 +591,7 @@ pub struct Vm {
     script: String,
     timeout: Duration,
     memory_mb: u32,
+    kernel: Kernel,
 }
 
 impl Vm {
@@ -468,7 +604,14 @@ impl Vm {
             script: String::new(),
             timeout: Duration::from_secs(120),
             memory_mb: 512,
+            kernel: Kernel::Host,
         }
+    }
+
+    /// The kernel to boot ([`Kernel::Host`] unless set).
+    pub fn kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
     }
 
     /// Also build and install the `imprint` binary as `/bin/imprint`.
@@ -517,6 +660,7 @@ impl Vm {
     /// failed build, QEMU not starting, the timeout.
     pub fn run(mut self) -> Result<VmRun> {
         let host = host()?;
+        let kernel = kernel(self.kernel)?;
         let bin_dir = build(&self.packages)?;
 
         let mut fs = std::mem::take(&mut self.initramfs);
@@ -534,12 +678,12 @@ impl Vm {
         }
         fs.file(
             "/lib/modules/evdev.ko",
-            module_bytes(host, "kernel/drivers/input/evdev")?,
+            module_bytes(kernel, "kernel/drivers/input/evdev")?,
             0o644,
         );
         fs.file(
             "/lib/modules/uinput.ko",
-            module_bytes(host, "kernel/drivers/input/misc/uinput")?,
+            module_bytes(kernel, "kernel/drivers/input/misc/uinput")?,
             0o644,
         );
         fs.file("/init", INIT, 0o755);
@@ -554,15 +698,16 @@ impl Vm {
         let log = dir.join(format!("{}.log", self.name));
 
         let started = Instant::now();
-        let result = boot(host, &initrd, self.memory_mb, self.timeout);
+        let result = boot(host, &kernel.image, &initrd, self.memory_mb, self.timeout);
         let _ = std::fs::remove_file(&initrd);
         let (console, timed_out) = result?;
         std::fs::write(&log, &console).with_context(|| format!("writing {}", log.display()))?;
         let run = VmRun::parse(console, log, started.elapsed());
         eprintln!(
-            "vm: {} ran in {:.1}s ({initrd_mib:.1} MiB initramfs, {} MB RAM; console log: {})",
+            "vm: {} ran in {:.1}s on {} ({initrd_mib:.1} MiB initramfs, {} MB RAM; console log: {})",
             self.name,
             run.elapsed.as_secs_f64(),
+            kernel.version,
             self.memory_mb,
             run.log.display()
         );
@@ -572,12 +717,24 @@ impl Vm {
                 self.timeout.as_secs()
             ));
         }
+        if let Some(booted) = run.kernel.as_deref().filter(|v| *v != kernel.version) {
+            run.fail(&format!(
+                "the guest booted kernel {booted}, not {} ({})",
+                kernel.version, kernel.origin
+            ));
+        }
         Ok(run)
     }
 }
 
 /// Runs QEMU until it exits or `timeout` passes; returns the console and whether it timed out.
-fn boot(host: &Host, initrd: &Path, memory_mb: u32, timeout: Duration) -> Result<(String, bool)> {
+fn boot(
+    host: &Host,
+    image: &Path,
+    initrd: &Path,
+    memory_mb: u32,
+    timeout: Duration,
+) -> Result<(String, bool)> {
     let mut child = Command::new(&host.qemu)
         .args(["-accel", "tcg", "-cpu", "max", "-smp", "1"])
         .args(["-m", &memory_mb.to_string()])
@@ -585,7 +742,7 @@ fn boot(host: &Host, initrd: &Path, memory_mb: u32, timeout: Duration) -> Result
         // No network: the guest needs none, and it spares loading the NIC's boot ROM.
         .args(["-nic", "none"])
         .arg("-kernel")
-        .arg(&host.kernel)
+        .arg(image)
         .arg("-initrd")
         .arg(initrd)
         .args(["-append", "console=ttyS0 panic=-1 quiet"])
@@ -649,6 +806,8 @@ pub struct VmRun {
     /// The exit status of the test script, if the guest got that far.
     pub exit: Option<i32>,
     pub kernel: Option<String>,
+    /// Whether the guest kernel has `/sys/kernel/btf/vmlinux`, as `/init` found it.
+    pub btf: Option<bool>,
 }
 
 impl VmRun {
@@ -656,6 +815,7 @@ impl VmRun {
         let mut sections = BTreeMap::new();
         let mut exit = None;
         let mut kernel = None;
+        let mut btf = None;
         let mut open: Option<(String, String)> = None;
         for line in console.lines() {
             // A marker may follow output that did not end its line; it counts from where it starts.
@@ -689,6 +849,13 @@ impl VmRun {
                     kernel = Some(version.trim().to_owned());
                     continue;
                 }
+                if let Some(state) = rest
+                    .strip_prefix(":btf:")
+                    .and_then(|r| r.strip_suffix("@@"))
+                {
+                    btf = Some(state == "present");
+                    continue;
+                }
             }
             if let Some((_, body)) = open.as_mut() {
                 body.push_str(line);
@@ -702,6 +869,7 @@ impl VmRun {
             sections,
             exit,
             kernel,
+            btf,
         }
     }
 

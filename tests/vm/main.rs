@@ -5,6 +5,7 @@
 mod dataset;
 mod ebpf;
 mod harness;
+mod kernels;
 mod policy;
 mod scope;
 mod xorg;
@@ -162,11 +163,23 @@ fn evdev_captures_typed_sequence() {
 export IMPRINT_LOG={rust_log} NO_COLOR=1 IMPRINT_EBPF=off
 imprint run --config /etc/imprint/imprint.toml --data-dir /data > /tmp/imprint.log 2>&1 &
 pid=$!
-sleep 1
-imprint-vm-guest type --name {KEYBOARD} --text {text} --step-ms 20 --settle-ms 1000 \
-    --linger-ms 300 --sent /tmp/sent.jsonl
+# Polls, not sleeps: the source is up, the keyboard is open in it before the typing, and the
+# collector took every event (SYN reports included) before it is stopped.
+i=0
+until imprint status --config /etc/imprint/imprint.toml --data-dir /data 2>/dev/null \
+    | grep -q 'source: evdev'; do
+    [ $i -lt 240 ] || {{ echo "imprint status named no evdev source within 60 s" >&2; break; }}
+    sleep 0.25; i=$((i + 1))
+done
+imprint-vm-guest type --name {KEYBOARD} --text {text} --step-ms 20 --await-readers 1 \
+    --settle-ms 200 --linger-ms 300 --sent /tmp/sent.jsonl
 guest_rc=$?
-sleep 1
+i=0
+until [ "$(imprint status --json --config /etc/imprint/imprint.toml --data-dir /data 2>/dev/null \
+    | sed -n 's/.*"events_evdev": \([0-9]*\).*/\1/p' | head -n 1)" -ge {events} ] 2>/dev/null; do
+    [ $i -lt 240 ] || {{ echo "the collector did not take {events} events within 60 s" >&2; break; }}
+    sleep 0.25; i=$((i + 1))
+done
 # Was imprint still running when the typing ended? (A zombie or a missing pid means it died.)
 state=$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null)
 if [ -n "$state" ] && [ "$state" != Z ]; then alive=yes; else alive=no; fi
@@ -188,7 +201,9 @@ section imprint-status /tmp/imprint-status
 section imprint-log /tmp/imprint.log
 exit $guest_rc
 "#,
-            text = shell_quote(text)
+            text = shell_quote(text),
+            // Each character: press and release, each followed by a SYN_REPORT.
+            events = 4 * text.len()
         ))
         .run()
         .unwrap_or_else(|err| panic!("{err:#}"));

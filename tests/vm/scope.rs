@@ -404,6 +404,9 @@ fn bpf_submits_nothing_while_focus_is_out_of_scope() {
             }
         })
         .collect();
+    if let Some(first) = snaps.first() {
+        crate::ebpf::require_ebpf_live(&run, &first.json, "the scope gate in the kernel");
+    }
     let fresh = serde_json::from_str::<Value>(run.section("snap-fresh"))
         .ok()
         .map(|v| counters(&run, "fresh", &v));

@@ -50,6 +50,11 @@ enum Command {
         /// Wait after creating the device before typing, so hotplug-following readers open it.
         #[arg(long, default_value_t = 1000)]
         settle_ms: u64,
+        /// Before settling, wait (up to 60 s) until this many other processes hold the device's
+        /// event node open: a hotplug follower that opened it cannot miss the typing, however
+        /// slow the machine.
+        #[arg(long, default_value_t = 0)]
+        await_readers: usize,
         /// Keep the device alive this long after typing, so readers drain it before it vanishes.
         #[arg(long, default_value_t = 500)]
         linger_ms: u64,
@@ -91,10 +96,17 @@ enum Command {
         step_ms: u64,
         #[arg(long, default_value_t = 1000)]
         settle_ms: u64,
+        /// As for `type`: wait until this many other processes hold the event node open.
+        #[arg(long, default_value_t = 0)]
+        await_readers: usize,
         #[arg(long, default_value_t = 500)]
         linger_ms: u64,
         #[arg(long)]
         sent: Option<PathBuf>,
+        /// Read the device's own node back and write `events=N` here: every event a reader of
+        /// it got, SYN reports and the kernel's repeats included (how many a capture must see).
+        #[arg(long)]
+        count: Option<PathBuf>,
     },
     /// Flood a keyboard with `--reports` key reports (KEY_A down, up, down, ..., every sixth
     /// press and release KEY_SPACE; each report is
@@ -182,6 +194,98 @@ enum Command {
     Find { name: String },
 }
 
+/// Counts every event a reader of a node gets, on a thread that reads it every 5 ms (the
+/// kernel's per-client buffer holds only 64 events).
+struct EventCounter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Result<u64>>,
+}
+
+impl EventCounter {
+    fn start(node: &Path) -> Result<EventCounter> {
+        use std::sync::atomic::Ordering;
+        let mut reader = open_reader(node)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || -> Result<u64> {
+            let mut events = 0u64;
+            loop {
+                // Read once more after the stop flag, for what came before it.
+                let last = stop2.load(Ordering::Acquire);
+                loop {
+                    match reader.fetch_events() {
+                        Ok(batch) => {
+                            for e in batch {
+                                if e.event_type() == EventType::SYNCHRONIZATION && e.code() == 3 {
+                                    bail!("the read-back lost events (SYN_DROPPED)");
+                                }
+                                events += 1;
+                            }
+                        }
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(err) => bail!("reading back events: {err}"),
+                    }
+                }
+                if last {
+                    return Ok(events);
+                }
+                sleep(Duration::from_millis(5));
+            }
+        });
+        Ok(EventCounter { stop, thread })
+    }
+
+    fn finish(self) -> Result<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the read-back thread panicked"))?
+    }
+}
+
+/// Waits until at least `n` other processes have `node` open (their `/proc/PID/fd` entries
+/// link to it), polling every 20 ms for up to 60 s.
+fn wait_for_readers(node: &Path, n: usize) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    let me = std::process::id().to_string();
+    let started = std::time::Instant::now();
+    loop {
+        let mut readers = 0;
+        for proc_entry in std::fs::read_dir("/proc")?.flatten() {
+            let pid = proc_entry.file_name().to_string_lossy().into_owned();
+            if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+                continue;
+            };
+            if fds
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == node))
+            {
+                readers += 1;
+            }
+        }
+        if readers >= n {
+            eprintln!(
+                "imprint-vm-guest: {} open in {readers} other processes after {} ms",
+                node.display(),
+                started.elapsed().as_millis()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "{} is open in {readers} other processes after 60 s, want {n}",
+                node.display()
+            );
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
 fn main() {
     if let Err(err) = run(Cli::parse()) {
         eprintln!("imprint-vm-guest: error: {err:#}");
@@ -197,12 +301,14 @@ fn run(cli: Cli) -> Result<()> {
             backspaces,
             step_ms,
             settle_ms,
+            await_readers,
             linger_ms,
             sent,
             readback,
         } => {
             let mut kb = devices::keyboard_named(&name, Duration::from_millis(step_ms))?;
             eprintln!("imprint-vm-guest: {name} is {}", kb.node().display());
+            wait_for_readers(kb.node(), await_readers)?;
             // Open our own node before typing so the read-back sees everything from the start.
             let mut reader = match &readback {
                 Some(_) => Some(open_reader(kb.node())?),
@@ -240,8 +346,10 @@ fn run(cli: Cli) -> Result<()> {
             hold_ms,
             step_ms,
             settle_ms,
+            await_readers,
             linger_ms,
             sent,
+            count,
         } => {
             let mut kb =
                 raw::RepeatKeyboard::create(&name, 0x0003, Duration::from_millis(step_ms))?;
@@ -249,6 +357,11 @@ fn run(cli: Cli) -> Result<()> {
                 "imprint-vm-guest: {name} (autorepeat) is {}",
                 kb.node.display()
             );
+            wait_for_readers(&kb.node, await_readers)?;
+            let counter = match &count {
+                Some(_) => Some(EventCounter::start(&kb.node)?),
+                None => None,
+            };
             sleep(Duration::from_millis(settle_ms));
             for c in text.chars() {
                 let stroke = keymap::stroke(c)?;
@@ -265,6 +378,11 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = &sent {
                 let lines: Vec<String> = kb.sent.iter().map(|e| with_device(&kb.name, e)).collect();
                 std::fs::write(path, lines.join("\n") + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let (Some(path), Some(counter)) = (&count, counter) {
+                let events = counter.finish()?;
+                std::fs::write(path, format!("events={events}\n"))
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(())
