@@ -634,18 +634,20 @@ impl Agent {
         let mut lost = Vec::new();
         self.spool
             .enforce_retention(SystemTime::now(), make_room, |seg| {
-                lost.extend(retention::lost_segment_gaps(seg))
+                lost.push(retention::lost_segment_gaps(seg))
             });
-        for gap in lost {
-            if gap.stage == Stage::Retention {
+        for gaps in lost {
+            // The first gap is the segment's own loss; the rest are losses it recorded
+            // earlier (possibly retention's own), counted when they happened.
+            if let Some(own) = gaps.first() {
                 tracing::warn!(
-                    events = gap.count,
+                    events = own.count,
                     "the disk budget forced deleting an unshipped segment"
                 );
-                self.stats.dropped_retention += gap.count;
+                self.stats.dropped_retention += own.count;
                 self.stats.retention_unshipped_segments += 1;
             }
-            self.pending_gaps.push(gap);
+            self.pending_gaps.extend(gaps);
         }
     }
 

@@ -81,8 +81,8 @@ impl SegmentSummary {
     }
 }
 
-/// The gap records for a segment about to be deleted unshipped: one for its events (stage
-/// `retention`), then the gap records it held, so no earlier loss leaves the accounting.
+/// The gap records for a segment about to be deleted unshipped: first one for its events
+/// (stage `retention`), then the gap records it held, so no earlier loss leaves the accounting.
 /// (An encrypted segment's own gap records cannot be read here; their counts stay in the
 /// metrics.)
 pub fn lost_segment_gaps(seg: &SegmentFile) -> Vec<Gap> {
