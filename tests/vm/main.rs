@@ -7,6 +7,7 @@ mod ebpf;
 mod harness;
 mod policy;
 mod scope;
+mod systemd;
 mod xorg;
 
 use std::path::{Path, PathBuf};
