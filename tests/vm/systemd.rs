@@ -402,9 +402,20 @@ impl SystemdVm {
             .with_context(|| format!("starting {}", qemu.display()))?;
         let mut stdout = child.stdout.take().context("qemu stdout")?;
         let mut stderr = child.stderr.take().context("qemu stderr")?;
+        // The console also goes to the log as it arrives, to watch a long boot (`tail -f`).
+        let mut live = std::fs::File::create(&log)
+            .with_context(|| format!("creating {}", log.display()))?;
         let out_reader = std::thread::spawn(move || {
+            use std::io::Write as _;
             let mut buf = Vec::new();
-            let _ = stdout.read_to_end(&mut buf);
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                let _ = live.write_all(&chunk[..n]);
+                buf.extend_from_slice(&chunk[..n]);
+            }
             buf
         });
         let err_reader = std::thread::spawn(move || {
@@ -539,7 +550,7 @@ systemctl is-system-running --wait > /tmp/out/boot-state 2>&1
 section boot-state /tmp/out/boot-state
 section analyze /tmp/out/analyze
 
-apt-get install -y -q --no-download /payload/debs/imprint-1.deb > /tmp/out/install-1 2>&1
+dpkg -i /payload/debs/imprint-1.deb > /tmp/out/install-1 2>&1
 echo "rc=$?" >> /tmp/out/install-1
 dpkg-query -W -f '${Version}\n' imprint >> /tmp/out/install-1
 section install-1 /tmp/out/install-1
@@ -620,7 +631,7 @@ done
 
 # The upgrade: a higher version over the first, with the configuration modified.
 sha256sum /etc/imprint/imprint.toml > /tmp/out/conf-before
-apt-get install -y -q --no-download /payload/debs/imprint-2.deb > /tmp/out/install-2 2>&1
+dpkg -i /payload/debs/imprint-2.deb > /tmp/out/install-2 2>&1
 echo "rc=$?" >> /tmp/out/install-2
 dpkg-query -W -f '${Version}\n' imprint >> /tmp/out/install-2
 section install-2 /tmp/out/install-2
