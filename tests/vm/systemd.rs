@@ -84,7 +84,8 @@ ln -sf /etc/systemd/system/imprint-vmtest.service \
 "#;
 /// Room for the package, its spool and the journal (sparse; writes go to QEMU's snapshot).
 const IMAGE_SIZE: &str = "2G";
-const INSTALL_HINT: &str = "apt-get install mmdebstrap e2fsprogs qemu-system-x86 (or run tests/setup.sh)";
+const INSTALL_HINT: &str =
+    "apt-get install mmdebstrap e2fsprogs qemu-system-x86 (or run tests/setup.sh)";
 
 /// The cached root filesystem.
 struct Rootfs {
@@ -170,7 +171,10 @@ fn rootfs() -> Result<Rootfs> {
     let started = Instant::now();
     let mirror = mirror();
     run_cmd(
-        Command::new("mmdebstrap").args(&args).arg(&tree).arg(&mirror),
+        Command::new("mmdebstrap")
+            .args(&args)
+            .arg(&tree)
+            .arg(&mirror),
         &format!("mmdebstrap {SUITE} from {mirror}"),
     )?;
     let fetched = started.elapsed();
@@ -192,9 +196,12 @@ fn rootfs() -> Result<Rootfs> {
     std::fs::copy(&kernel, &rootfs.kernel)?;
     std::fs::copy(&initrd, &rootfs.initrd)?;
     let packages = run_cmd(
-        Command::new("chroot")
-            .arg(&tree)
-            .args(["dpkg-query", "-W", "-f", "${Package} ${Version}\n"]),
+        Command::new("chroot").arg(&tree).args([
+            "dpkg-query",
+            "-W",
+            "-f",
+            "${Package} ${Version}\n",
+        ]),
         "dpkg-query in the new root",
     )?;
     std::fs::write(dir.join("packages.txt"), packages)?;
@@ -233,7 +240,12 @@ fn build_deb(out_dir: &Path, version: Option<&str>) -> Result<PathBuf> {
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", harness::vm_dir())
         .env("IMPRINT_DEB_NO_BUILD", "1");
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "CARGO_MAKEFLAGS", "MAKEFLAGS", "MFLAGS"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
         cmd.env_remove(var);
     }
     match version {
@@ -403,8 +415,8 @@ impl SystemdVm {
         let mut stdout = child.stdout.take().context("qemu stdout")?;
         let mut stderr = child.stderr.take().context("qemu stderr")?;
         // The console also goes to the log as it arrives, to watch a long boot (`tail -f`).
-        let mut live = std::fs::File::create(&log)
-            .with_context(|| format!("creating {}", log.display()))?;
+        let mut live =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let out_reader = std::thread::spawn(move || {
             use std::io::Write as _;
             let mut buf = Vec::new();
@@ -499,8 +511,12 @@ fn prepare() -> Prepared {
     let v1 = deb_version(&first).unwrap_or_else(|e| panic!("{e:#}"));
     let v2 = format!("{v1}+vmupgrade1");
     let second = build_deb(&out.join("2"), Some(&v2)).unwrap_or_else(|e| panic!("{e:#}"));
-    check_version(&v2, &deb_version(&second).unwrap_or_else(|e| panic!("{e:#}")));
-    let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+    check_version(
+        &v2,
+        &deb_version(&second).unwrap_or_else(|e| panic!("{e:#}")),
+    );
+    let read =
+        |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
     Prepared {
         rootfs,
         guest: read(&bin_dir.join(harness::GUEST_PACKAGE)),
@@ -510,7 +526,10 @@ fn prepare() -> Prepared {
 
 #[track_caller]
 fn check_version(want: &str, got: &str) {
-    assert_eq!(got, want, "IMPRINT_DEB_VERSION was not applied by packaging/build-deb.sh");
+    assert_eq!(
+        got, want,
+        "IMPRINT_DEB_VERSION was not applied by packaging/build-deb.sh"
+    );
 }
 
 const KEYBOARD: &str = "imprint-sysvm-keyboard";
@@ -697,7 +716,11 @@ fn cap_eff(run: &VmRun, facts: &BTreeMap<String, String>, what: &str) -> u64 {
 fn exposure(run: &VmRun, unit: &str) -> f64 {
     let text = run.section(&format!("security-{unit}"));
     text.lines()
-        .find_map(|l| l.split_once("Overall exposure level for ")?.1.split_once(": "))
+        .find_map(|l| {
+            l.split_once("Overall exposure level for ")?
+                .1
+                .split_once(": ")
+        })
         .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| {
             run.fail(&format!(
@@ -710,8 +733,18 @@ fn exposure(run: &VmRun, unit: &str) -> f64 {
 #[track_caller]
 fn check_unit(run: &VmRun, section: &str, user: &str, caps: u64) -> BTreeMap<String, String> {
     let f = facts(run, section);
-    check_eq(run, &format!("{section}: ActiveState"), &fact(run, &f, section, "ActiveState"), &"active");
-    check_eq(run, &format!("{section}: owner of the main process"), &fact(run, &f, section, "proc_user"), &user);
+    check_eq(
+        run,
+        &format!("{section}: ActiveState"),
+        &fact(run, &f, section, "ActiveState"),
+        &"active",
+    );
+    check_eq(
+        run,
+        &format!("{section}: owner of the main process"),
+        &fact(run, &f, section, "proc_user"),
+        &user,
+    );
     check_eq(
         run,
         &format!("{section}: effective capabilities (CapEff, /proc/PID/status)"),
@@ -721,7 +754,7 @@ fn check_unit(run: &VmRun, section: &str, user: &str, caps: u64) -> BTreeMap<Str
     f
 }
 
-fn keyboard_events<'a>(dump: &'a [Value], keyboard: i64) -> impl Iterator<Item = &'a Value> {
+fn keyboard_events(dump: &[Value], keyboard: i64) -> impl Iterator<Item = &Value> {
     dump.iter()
         .filter(move |v| v["kind"] == "event" && v["device"].as_i64() == Some(keyboard))
 }
@@ -772,17 +805,35 @@ fn shipped_package_on_systemd() {
     run.assert_success();
 
     // systemd booted cleanly, and alice is logged in on tty1 in a logind session.
-    check_eq(&run, "systemctl is-system-running", &run.section("boot-state").trim(), &"running");
+    check_eq(
+        &run,
+        "systemctl is-system-running",
+        &run.section("boot-state").trim(),
+        &"running",
+    );
     let login = facts(&run, "login");
-    for (key, want) in [("Type", "tty"), ("TTY", "tty1"), ("Seat", "seat0"), ("Active", "yes"), ("user_manager", "active")] {
-        check_eq(&run, &format!("alice's login: {key}"), &fact(&run, &login, "login", key), &want);
+    for (key, want) in [
+        ("Type", "tty"),
+        ("TTY", "tty1"),
+        ("Seat", "seat0"),
+        ("Active", "yes"),
+        ("user_manager", "active"),
+    ] {
+        check_eq(
+            &run,
+            &format!("alice's login: {key}"),
+            &fact(&run, &login, "login", key),
+            &want,
+        );
     }
     let session_id = fact(&run, &login, "login", "session").to_owned();
 
     // The package installed offline, at the version built.
     let install_1 = run.section("install-1");
     if !install_1.contains("rc=0") || install_1.lines().last() != Some(v1.as_str()) {
-        run.fail(&format!("installing imprint {v1} with apt failed:\n{install_1}"));
+        run.fail(&format!(
+            "installing imprint {v1} with apt failed:\n{install_1}"
+        ));
     }
     let enable = run.section("enable");
     if !enable.contains("rc=0") {
@@ -793,16 +844,33 @@ fn shipped_package_on_systemd() {
     let collector_1 = check_unit(&run, "collector-1", "imprint-collector", COLLECTOR_CAPS);
     let agent_1 = check_unit(&run, "agent-1", "imprint", 0);
     let session = facts(&run, "session");
-    check_eq(&run, "imprint-session (user unit) is active", &fact(&run, &session, "session", "active"), &"active");
-    check_eq(&run, "imprint-session's owner", &fact(&run, &session, "session", "proc_user"), &"alice");
-    check_eq(&run, "imprint-session's CapEff", &cap_eff(&run, &session, "session"), &0);
+    check_eq(
+        &run,
+        "imprint-session (user unit) is active",
+        &fact(&run, &session, "session", "active"),
+        &"active",
+    );
+    check_eq(
+        &run,
+        "imprint-session's owner",
+        &fact(&run, &session, "session", "proc_user"),
+        &"alice",
+    );
+    check_eq(
+        &run,
+        "imprint-session's CapEff",
+        &cap_eff(&run, &session, "session"),
+        &0,
+    );
     let status = run.section("status-1");
     let source = if status.contains("source: ebpf") {
         "ebpf"
     } else if status.contains("source: evdev") {
         "evdev"
     } else {
-        run.fail(&format!("the collector never reported a live source:\n{status}"))
+        run.fail(&format!(
+            "the collector never reported a live source:\n{status}"
+        ))
     };
     eprintln!("systemd VM: the shipped collector captures with {source}");
 
@@ -810,7 +878,9 @@ fn shipped_package_on_systemd() {
     // attributed to bash's focus from imprint-session (tracker tty, alice, her session, seat0).
     let reload = run.section("reload");
     if !reload.contains("reload rc=0") || !reload.contains("two rules loaded: 0") {
-        run.fail(&format!("`systemctl reload imprint-agent` did not load the test's policy:\n{reload}"));
+        run.fail(&format!(
+            "`systemctl reload imprint-agent` did not load the test's policy:\n{reload}"
+        ));
     }
     check_eq(&run, "what bash wrote", &run.section("typed"), &TYPED);
     check_eq(&run, "what cat wrote", &run.section("cat"), &CAT_TEXT);
@@ -831,7 +901,9 @@ fn shipped_package_on_systemd() {
     };
     let bash_foci = foci(SHELL);
     if bash_foci.is_empty() {
-        run.fail("no focus record for /usr/bin/bash: imprint-session did not report tty1's foreground");
+        run.fail(
+            "no focus record for /usr/bin/bash: imprint-session did not report tty1's foreground",
+        );
     }
     for f in bash_foci.iter().chain(foci("/usr/bin/cat").iter()) {
         for (key, want) in [
@@ -843,13 +915,21 @@ fn shipped_package_on_systemd() {
             check_eq(&run, &format!("focus record's {key}: {f}"), &f[key], &want);
         }
     }
-    let seqs = |foci: &[&Value]| -> Vec<u64> { foci.iter().filter_map(|f| f["seq"].as_u64()).collect() };
+    let seqs =
+        |foci: &[&Value]| -> Vec<u64> { foci.iter().filter_map(|f| f["seq"].as_u64()).collect() };
     let bash_seqs = seqs(&bash_foci);
-    let sent: Vec<Ev> = json_lines(&run, "sent").iter().map(|v| ev_of(&run, v)).collect();
+    let sent: Vec<Ev> = json_lines(&run, "sent")
+        .iter()
+        .map(|v| ev_of(&run, v))
+        .collect();
     let typed_during = |label: &str| -> (Vec<&Value>, std::ops::Range<usize>) {
         let (from, to, first, count) = mark(&run, label);
         let events = keyboard_events(&dump, keyboard)
-            .filter(|e| e["mono_ns"].as_u64().is_some_and(|t| (from..=to).contains(&t)))
+            .filter(|e| {
+                e["mono_ns"]
+                    .as_u64()
+                    .is_some_and(|t| (from..=to).contains(&t))
+            })
             .collect();
         (events, first..first + count)
     };
@@ -858,10 +938,17 @@ fn shipped_package_on_systemd() {
         .iter()
         .find(|e| !e["focus"].as_u64().is_some_and(|f| bash_seqs.contains(&f)))
     {
-        run.fail(&format!("a key typed into bash is not attributed to bash's focus {bash_seqs:?}: {e}"));
+        run.fail(&format!(
+            "a key typed into bash is not attributed to bash's focus {bash_seqs:?}: {e}"
+        ));
     }
     let got: Vec<Ev> = in_shell.iter().map(|v| ev_of(&run, v)).collect();
-    crate::check_events(&run, "keys typed into bash, in the spool", &got, &sent[range]);
+    crate::check_events(
+        &run,
+        "keys typed into bash, in the spool",
+        &got,
+        &sent[range],
+    );
     // Whether the focus followed bash's child: not asserted, see tests/vm/README.md (the user
     // unit cannot open the proc connector, so the tty tracker re-reads only on VT switches).
     let cat_seqs = seqs(&foci("/usr/bin/cat"));
@@ -892,18 +979,33 @@ fn shipped_package_on_systemd() {
     // main processes, as before: users and capabilities), and the spool still holds its events.
     let install_2 = run.section("install-2");
     if !install_2.contains("rc=0") || install_2.lines().last() != Some(v2.as_str()) {
-        run.fail(&format!("upgrading to imprint {v2} with apt failed:\n{install_2}"));
+        run.fail(&format!(
+            "upgrading to imprint {v2} with apt failed:\n{install_2}"
+        ));
     }
     let before = run.section("conf-before");
     let after = run.section("conf-after");
-    check_eq(&run, "/etc/imprint/imprint.toml's sha256 across the upgrade", &after.lines().next(), &before.lines().next());
+    check_eq(
+        &run,
+        "/etc/imprint/imprint.toml's sha256 across the upgrade",
+        &after.lines().next(),
+        &before.lines().next(),
+    );
     if !after.contains(POLICY) {
-        run.fail(&format!("/etc/imprint/imprint.toml after the upgrade is not the test's policy:\n{after}"));
+        run.fail(&format!(
+            "/etc/imprint/imprint.toml after the upgrade is not the test's policy:\n{after}"
+        ));
     }
     let collector_2 = check_unit(&run, "collector-2", "imprint-collector", COLLECTOR_CAPS);
     let agent_2 = check_unit(&run, "agent-2", "imprint", 0);
-    for (unit, old, new) in [("imprint-collector", &collector_1, &collector_2), ("imprint-agent", &agent_1, &agent_2)] {
-        let (old, new) = (fact(&run, old, unit, "MainPID"), fact(&run, new, unit, "MainPID"));
+    for (unit, old, new) in [
+        ("imprint-collector", &collector_1, &collector_2),
+        ("imprint-agent", &agent_1, &agent_2),
+    ] {
+        let (old, new) = (
+            fact(&run, old, unit, "MainPID"),
+            fact(&run, new, unit, "MainPID"),
+        );
         if old == new {
             run.fail(&format!(
                 "{unit}.service was not restarted by the upgrade (MainPID {old} before and after): \
@@ -912,7 +1014,13 @@ fn shipped_package_on_systemd() {
         }
     }
     let dump_2 = json_lines(&run, "dump-2");
-    let key = |v: &Value| (v["mono_ns"].as_u64(), v["code"].as_str().map(str::to_owned), v["value"].as_i64());
+    let key = |v: &Value| {
+        (
+            v["mono_ns"].as_u64(),
+            v["code"].as_str().map(str::to_owned),
+            v["value"].as_i64(),
+        )
+    };
     let before: Vec<_> = keyboard_events(&dump, keyboard).map(key).collect();
     let kept: Vec<_> = keyboard_events(&dump_2, keyboard).map(key).collect();
     if !kept.starts_with(&before) {
@@ -922,7 +1030,10 @@ fn shipped_package_on_systemd() {
             kept.len()
         ));
     }
-    eprintln!("systemd VM: whole test {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "systemd VM: whole test {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Issue 12's watchdog: a SIGSTOPped agent stops sending WATCHDOG=1, and systemd kills and
@@ -957,11 +1068,21 @@ section journal /tmp/out/journal
         .unwrap_or_else(|e| panic!("{e:#}"));
     run.assert_success();
     let f = facts(&run, "watchdog");
-    check_eq(&run, "imprint-agent's Type", &fact(&run, &f, "watchdog", "Type"), &"notify");
+    check_eq(
+        &run,
+        "imprint-agent's Type",
+        &fact(&run, &f, "watchdog", "Type"),
+        &"notify",
+    );
     if fact(&run, &f, "watchdog", "WatchdogUSec") == "0" {
         run.fail("imprint-agent.service has no WatchdogSec=");
     }
-    check_eq(&run, "restarted by systemd", &fact(&run, &f, "watchdog", "restarted"), &"0");
+    check_eq(
+        &run,
+        "restarted by systemd",
+        &fact(&run, &f, "watchdog", "restarted"),
+        &"0",
+    );
     let restarts: u32 = fact(&run, &f, "watchdog", "NRestarts").parse().unwrap_or(0);
     if restarts == 0 {
         run.fail("imprint-agent.service's NRestarts is 0");
