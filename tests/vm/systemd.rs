@@ -638,6 +638,15 @@ section reload /tmp/out/reload
 
 const MAIN: &str = r#"
 modprobe evdev; modprobe uinput
+# imprint-session (as alice) cannot open the proc connector, so its tty tracker re-reads the
+# VT's foreground program only on VT switches: it read tty1 while alice's login was still
+# starting. Switch to tty2 and back, as a user would, so it reads bash (see the README).
+perl -e 'open(my $t, "+<", "/dev/tty0") or die "tty0: $!";
+    for my $n (2, 1) { ioctl($t, 0x5606, $n) or die "VT_ACTIVATE: $!";
+                       ioctl($t, 0x5607, $n) or die "VT_WAITACTIVE: $!"; }' > /tmp/out/vt 2>&1
+echo "rc=$? active=$(cat /sys/class/tty/tty0/active)" >> /tmp/out/vt
+sleep 2
+section vt-switch /tmp/out/vt
 /payload/imprint-vm-guest drive --name imprint-sysvm-keyboard --steps /payload/steps \
     --step-ms 15 --settle-ms 1000 --linger-ms 500 --timeout-s 90 \
     --sent /tmp/out/sent.jsonl --marks /tmp/out/marks.jsonl 2> /tmp/out/drive.log
