@@ -196,7 +196,7 @@ fn the_deb_holds_binaries_units_pages_completions_and_the_conffile() {
     let p = packages();
     let files = deb_files(&p.deb);
     check_files("deb", &files, "/usr/share/zsh/vendor-completions", "/usr/share/doc/imprint");
-    for doc in ["copyright", "changelog.gz"] {
+    for doc in ["copyright", "changelog.Debian.gz"] {
         let path = format!("/usr/share/doc/imprint/{doc}");
         assert_eq!(files.get(&path), Some(&0o644), "{path}: {:#?}", files.keys());
     }
