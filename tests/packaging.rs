@@ -46,7 +46,10 @@ fn build(script: &str, out_dir: &Path, env: &[(&str, &str)]) -> PathBuf {
         .arg(out_dir)
         .envs(env.iter().copied()));
     let path = PathBuf::from(stdout.lines().last().expect("a package path").trim());
-    assert!(path.is_file(), "{script} printed {path:?}, which is no file");
+    assert!(
+        path.is_file(),
+        "{script} printed {path:?}, which is no file"
+    );
     eprintln!(
         "packaging: {script} {env:?} built {} in {:.1}s",
         path.display(),
@@ -112,8 +115,14 @@ const FILES: &[(&str, u32)] = &[
     ("{zsh}/_imprint", 0o644),
     ("/usr/share/fish/vendor_completions.d/imprint.fish", 0o644),
     ("{doc}/README.md", 0o644),
-    ("/usr/share/gnome-shell/extensions/imprint-focus@imprint/extension.js", 0o644),
-    ("/usr/share/kwin/scripts/imprint-focus/contents/code/main.js", 0o644),
+    (
+        "/usr/share/gnome-shell/extensions/imprint-focus@imprint/extension.js",
+        0o644,
+    ),
+    (
+        "/usr/share/kwin/scripts/imprint-focus/contents/code/main.js",
+        0o644,
+    ),
 ];
 
 fn check_files(kind: &str, listed: &BTreeMap<String, u32>, zsh: &str, doc: &str) {
@@ -195,15 +204,28 @@ fn the_deb_passes_lintian_without_errors() {
 fn the_deb_holds_binaries_units_pages_completions_and_the_conffile() {
     let p = packages();
     let files = deb_files(&p.deb);
-    check_files("deb", &files, "/usr/share/zsh/vendor-completions", "/usr/share/doc/imprint");
+    check_files(
+        "deb",
+        &files,
+        "/usr/share/zsh/vendor-completions",
+        "/usr/share/doc/imprint",
+    );
     for doc in ["copyright", "changelog.Debian.gz"] {
         let path = format!("/usr/share/doc/imprint/{doc}");
-        assert_eq!(files.get(&path), Some(&0o644), "{path}: {:#?}", files.keys());
+        assert_eq!(
+            files.get(&path),
+            Some(&0o644),
+            "{path}: {:#?}",
+            files.keys()
+        );
     }
 
     let info = run(Command::new("dpkg-deb").arg("-I").arg(&p.deb));
     eprintln!("dpkg-deb -I:\n{info}");
-    let package = run(Command::new("dpkg-deb").args(["-f"]).arg(&p.deb).arg("Package"));
+    let package = run(Command::new("dpkg-deb")
+        .args(["-f"])
+        .arg(&p.deb)
+        .arg("Package"));
     assert_eq!(package.trim(), "imprint");
     let control = control_files(&p.deb);
     let conffiles = &control["conffiles"];
@@ -221,8 +243,12 @@ fn the_deb_holds_binaries_units_pages_completions_and_the_conffile() {
     // dh_installsystemd's logic: sysusers before the units start, restart (not start) on
     // upgrade, stop only on remove (an upgrade keeps them running until postinst restarts them).
     let postinst = &control["postinst"];
-    let sysusers = postinst.find("systemd-sysusers").expect("sysusers in postinst");
-    let restart = postinst.find("_dh_action=restart").expect("restart on upgrade");
+    let sysusers = postinst
+        .find("systemd-sysusers")
+        .expect("sysusers in postinst");
+    let restart = postinst
+        .find("_dh_action=restart")
+        .expect("restart on upgrade");
     assert!(sysusers < restart, "{postinst}");
     for unit in ["imprint-collector.service", "imprint-agent.service"] {
         assert!(
@@ -244,7 +270,9 @@ fn the_deb_holds_binaries_units_pages_completions_and_the_conffile() {
     // The spool is never removed by the package, not even on purge.
     assert!(!postrm.contains("/var/lib/imprint"), "{postrm}");
     for script in ["postinst", "prerm", "postrm"] {
-        run(Command::new("sh").arg("-n").arg(control_dir(&p.deb).join(script)));
+        run(Command::new("sh")
+            .arg("-n")
+            .arg(control_dir(&p.deb).join(script)));
     }
 }
 
@@ -252,7 +280,10 @@ fn the_deb_holds_binaries_units_pages_completions_and_the_conffile() {
 fn the_deb_payload_is_what_was_built() {
     let p = packages();
     let tree = tempfile::tempdir().unwrap();
-    run(Command::new("dpkg-deb").arg("-x").arg(&p.deb).arg(tree.path()));
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&p.deb)
+        .arg(tree.path()));
     let usr = tree.path().join("usr");
 
     let version = run(Command::new(usr.join("bin/imprint")).arg("--version"));
@@ -268,9 +299,15 @@ fn the_deb_payload_is_what_was_built() {
     );
 
     for (page, head) in [
-        ("share/man/man8/imprint-collector.8.gz", ".TH IMPRINT-COLLECTOR 8"),
+        (
+            "share/man/man8/imprint-collector.8.gz",
+            ".TH IMPRINT-COLLECTOR 8",
+        ),
         ("share/man/man8/imprint-agent.8.gz", ".TH IMPRINT-AGENT 8"),
-        ("share/man/man1/imprint-session.1.gz", ".TH IMPRINT-SESSION 1"),
+        (
+            "share/man/man1/imprint-session.1.gz",
+            ".TH IMPRINT-SESSION 1",
+        ),
         ("share/man/man1/imprint.1.gz", ".TH IMPRINT 1"),
     ] {
         let text = run(Command::new("gzip").arg("-dc").arg(usr.join(page)));
@@ -294,9 +331,12 @@ fn the_deb_payload_is_what_was_built() {
 fn the_upgrade_deb_has_a_higher_version_and_the_same_files() {
     let p = packages();
     let version = |deb: &Path| {
-        run(Command::new("dpkg-deb").args(["-f"]).arg(deb).arg("Version"))
-            .trim()
-            .to_owned()
+        run(Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(deb)
+            .arg("Version"))
+        .trim()
+        .to_owned()
     };
     let (first, second) = (version(&p.deb), version(&p.deb_upgrade));
     assert_eq!(first, "0.1.0-1");
@@ -310,7 +350,11 @@ fn the_upgrade_deb_has_a_higher_version_and_the_same_files() {
 fn the_rpm_holds_the_same_with_systemd_scriptlets() {
     let p = packages();
     let query = |args: &[&str]| run(Command::new("rpm").args(args).arg(&p.rpm));
-    let list = query(&["-qp", "--queryformat", "[%{FILEMODES:perms} %{FILENAMES}\n]"]);
+    let list = query(&[
+        "-qp",
+        "--queryformat",
+        "[%{FILEMODES:perms} %{FILENAMES}\n]",
+    ]);
     let files: BTreeMap<String, u32> = list
         .lines()
         .filter(|l| l.starts_with('-'))
@@ -319,9 +363,16 @@ fn the_rpm_holds_the_same_with_systemd_scriptlets() {
             (path.to_owned(), mode_of(perms))
         })
         .collect();
-    check_files("rpm", &files, "/usr/share/zsh/site-functions", "/usr/share/doc/imprint-0.1.0");
+    check_files(
+        "rpm",
+        &files,
+        "/usr/share/zsh/site-functions",
+        "/usr/share/doc/imprint-0.1.0",
+    );
     assert!(
-        files.keys().any(|f| f.starts_with("/usr/share/licenses/imprint")),
+        files
+            .keys()
+            .any(|f| f.starts_with("/usr/share/licenses/imprint")),
         "no %license: {list}"
     );
     // rpm -qlp lists the same (it is the same query without modes).
@@ -340,7 +391,11 @@ fn the_rpm_holds_the_same_with_systemd_scriptlets() {
         config.lines().any(|l| l == "/etc/imprint/imprint.toml"),
         "{config}"
     );
-    let noreplace = query(&["-qp", "--queryformat", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]"]);
+    let noreplace = query(&[
+        "-qp",
+        "--queryformat",
+        "[%{FILEFLAGS:fflags} %{FILENAMES}\n]",
+    ]);
     assert!(
         noreplace
             .lines()
@@ -361,7 +416,10 @@ fn the_rpm_holds_the_same_with_systemd_scriptlets() {
         rest[..end].to_owned()
     };
     let pre = section("preinstall");
-    assert!(pre.contains("systemd-sysusers") && pre.contains("u imprint-collector"), "{pre}");
+    assert!(
+        pre.contains("systemd-sysusers") && pre.contains("u imprint-collector"),
+        "{pre}"
+    );
     let post = section("postinstall");
     assert!(
         post.contains("imprint-collector.service imprint-agent.service")
@@ -369,7 +427,10 @@ fn the_rpm_holds_the_same_with_systemd_scriptlets() {
         "{post}"
     );
     let preun = section("preuninstall");
-    assert!(preun.contains("imprint-collector.service imprint-agent.service"), "{preun}");
+    assert!(
+        preun.contains("imprint-collector.service imprint-agent.service"),
+        "{preun}"
+    );
     let postun = section("postuninstall");
     assert!(
         postun.contains("imprint-collector.service imprint-agent.service")

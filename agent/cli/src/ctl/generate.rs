@@ -130,15 +130,48 @@ fn daemons() -> [(Command, &'static str); 3] {
              error (IMPRINT_LOG sets the level, as in RUST_LOG).",
         )
         .args([
-            value("run-dir", "DIR", "Ring, pause state and session.sock [default: /run/imprint]"),
-            value("cursor", "FILE", "The agent's read cursor [default: /run/imprint-agent/cursor]"),
-            value("capacity", "BYTES", "Ring size, a power of two [default: 4194304]"),
+            value(
+                "run-dir",
+                "DIR",
+                "Ring, pause state and session.sock [default: /run/imprint]",
+            ),
+            value(
+                "cursor",
+                "FILE",
+                "The agent's read cursor [default: /run/imprint-agent/cursor]",
+            ),
+            value(
+                "capacity",
+                "BYTES",
+                "Ring size, a power of two [default: 4194304]",
+            ),
             value("source", "ebpf|evdev|off", "Input source [default: ebpf]"),
-            value("input-dir", "DIR", "evdev device directory [default: /dev/input]"),
-            value("seat", "SEAT", "Seat whose devices are read [default: seat0]"),
-            value("session-uid", "UID", "Attribute input to this user's session only"),
-            value("agent-user", "USER", "User the agent runs as [default: imprint]"),
-            value("ring-group", "GROUP", "Group that may read the ring [default: imprint]"),
+            value(
+                "input-dir",
+                "DIR",
+                "evdev device directory [default: /dev/input]",
+            ),
+            value(
+                "seat",
+                "SEAT",
+                "Seat whose devices are read [default: seat0]",
+            ),
+            value(
+                "session-uid",
+                "UID",
+                "The seat's session is this user's, instead of asking logind (machines \
+                 without logind)",
+            ),
+            value(
+                "agent-user",
+                "USER",
+                "User the agent runs as [default: imprint]",
+            ),
+            value(
+                "ring-group",
+                "GROUP",
+                "Group that may read the ring [default: imprint]",
+            ),
         ])
         .after_long_help(
             "FILES: /run/imprint/ring, /run/imprint/session.sock. \
@@ -199,8 +232,8 @@ fn daemons() -> [(Command, &'static str); 3] {
             value(
                 "tracker",
                 "KIND",
-                "Focus tracker to use instead of detecting the desktop (x11, sway, hyprland, \
-                 gnome, kde, tty)",
+                "Focus tracker, overriding the configuration: auto (from the session's \
+                 environment), x11, sway, hyprland, gnome, kde, tty or none",
             ),
         ])
         .after_long_help("SEE ALSO: imprint-collector(8), imprint(1).");
