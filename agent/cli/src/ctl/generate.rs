@@ -61,7 +61,11 @@ fn cli_pages(cmd: &Command, out: &Path, written: &mut Vec<PathBuf>) -> Result<()
         return Ok(());
     }
     written.push(write_page(cmd.clone(), "1", out)?);
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    // clap's generated `help` subcommands would each get a page of their own.
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         cli_pages(sub, out, written)?;
     }
     Ok(())
@@ -300,7 +304,12 @@ mod tests {
             assert!(names.contains(want), "{want} missing from {names:?}");
         }
         assert!(!names.contains("imprint-collector.1"), "{names:?}");
-        assert!(!names.iter().any(|n| n.contains("generate")), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("generate") || n.contains("-help")),
+            "{names:?}"
+        );
         let collector = std::fs::read_to_string(dir.path().join("imprint-collector.8")).unwrap();
         assert!(collector.contains(".TH IMPRINT-COLLECTOR 8"), "{collector}");
         assert!(collector.contains("ring\\-group"), "{collector}");
