@@ -16,6 +16,6 @@ if [ -n "${IMPRINT_DEB_VERSION:-}" ]; then
 fi
 version=${IMPRINT_DEB_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)-1}
 deb="$out/imprint_${version}_amd64.deb"
-(cd "$root" && cargo deb -p imprint --no-build --target "$triple" --no-strip \
+(cd "$root" && cargo deb -p imprint --no-build --target "$triple" --strip \
     "${version_args[@]}" --output "$deb") >&2
 echo "$deb"
