@@ -17,6 +17,7 @@ mkdir -p "$top/SOURCES"
 # The work tree as it is (tracked and new files, not target/), as imprint-VERSION/.
 (cd "$root" && git ls-files -z --cached --others --exclude-standard |
     tar --null -T - --transform "s,^,imprint-$version/," -czf "$top/SOURCES/imprint-$version.tar.gz")
+cp "$root/systemd/imprint.sysusers" "$top/SOURCES/"
 load=()
 # Debian's rpm has no systemd macros: supply them, and only then (Fedora's are the real ones).
 if [ "$(rpm --eval '%{?systemd_post:yes}')" != yes ]; then

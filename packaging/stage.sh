@@ -17,6 +17,7 @@ unset CARGO_ENCODED_RUSTFLAGS CARGO_MAKEFLAGS MAKEFLAGS MFLAGS
 export RUSTFLAGS="-C target-feature=+crt-static"
 export CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=debuginfo
 # A package must never ship a collector built without its eBPF programs.
+unset IMPRINT_NO_EBPF
 export IMPRINT_REQUIRE_EBPF=1
 bin="$CARGO_TARGET_DIR/$triple/release"
 stage="$CARGO_TARGET_DIR/package"
