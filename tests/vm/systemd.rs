@@ -231,15 +231,14 @@ fn hex_prefix(bytes: &[u8], n: usize) -> String {
     })
 }
 
-/// Builds the package with `packaging/build-deb.sh` from the static binaries in target/vm.
+/// Builds the package with `packaging/build-deb.sh` (it builds the static binaries in
+/// target/vm with the harness's flags, the collector on its own).
 fn build_deb(out_dir: &Path, version: Option<&str>) -> Result<PathBuf> {
     let root = harness::workspace_root();
     let mut cmd = Command::new("bash");
     cmd.arg(root.join("packaging/build-deb.sh"))
         .arg(out_dir)
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", harness::vm_dir())
-        .env("IMPRINT_DEB_NO_BUILD", "1");
+        .current_dir(&root);
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_MAKEFLAGS",
@@ -491,23 +490,20 @@ struct Prepared {
 }
 
 fn prepare() -> Prepared {
-    // mmdebstrap mostly waits on the network and dpkg; the static build mostly on the CPU.
-    let (rootfs, bin_dir) = std::thread::scope(|s| {
+    // mmdebstrap mostly waits on the network and dpkg; the static builds mostly on the CPU.
+    // Only the guest driver through the harness: build-deb.sh builds the packaged binaries
+    // (the collector on its own, so building it here with the CLI would rebuild it twice).
+    let out = harness::vm_dir().join("debs");
+    let (rootfs, bin_dir, first) = std::thread::scope(|s| {
         let rootfs = s.spawn(rootfs);
-        let bin_dir = harness::build(&[
-            harness::GUEST_PACKAGE,
-            harness::IMPRINT_PACKAGE,
-            "imprint-collector",
-            "imprint-agent",
-            harness::SESSION_PACKAGE,
-        ]);
-        (rootfs.join().expect("rootfs thread"), bin_dir)
+        let bin_dir = harness::build(&[harness::GUEST_PACKAGE]);
+        let _ = std::fs::remove_dir_all(&out);
+        let first = build_deb(&out.join("1"), None);
+        (rootfs.join().expect("rootfs thread"), bin_dir, first)
     });
     let rootfs = rootfs.unwrap_or_else(|e| panic!("the {SUITE} root filesystem: {e:#}"));
     let bin_dir = bin_dir.unwrap_or_else(|e| panic!("{e:#}"));
-    let out = harness::vm_dir().join("debs");
-    let _ = std::fs::remove_dir_all(&out);
-    let first = build_deb(&out.join("1"), None).unwrap_or_else(|e| panic!("{e:#}"));
+    let first = first.unwrap_or_else(|e| panic!("{e:#}"));
     let v1 = deb_version(&first).unwrap_or_else(|e| panic!("{e:#}"));
     let v2 = format!("{v1}+vmupgrade1");
     let second = build_deb(&out.join("2"), Some(&v2)).unwrap_or_else(|e| panic!("{e:#}"));
