@@ -5,8 +5,9 @@
 //! initrd. alice logs in on tty1 (getty autologin). The guest installs the `.deb` that
 //! `packaging/build-deb.sh` made, offline, and checks what the package does on a real system:
 //! the two system units run as their users with the capabilities the units grant, the user
-//! unit imprint-session runs in alice's login, keys typed on a uinput keyboard into `cat` on
-//! tty1 reach the spool attributed to cat's focus, `systemd-analyze security` scores the units,
+//! unit imprint-session runs in alice's login, keys typed on a uinput keyboard into bash on
+//! tty1 reach the spool attributed to bash's focus from imprint-session, `systemd-analyze
+//! security` scores the units,
 //! and an upgrade to a higher version keeps the modified configuration and the spool and
 //! restarts the services. See `tests/vm/README.md`.
 //!
