@@ -15,11 +15,14 @@
 #                    and moto[server] (moto_server, a real S3-compatible server on 127.0.0.1) for the shipping tests
 #                    (tests/ship.rs) and the upload benchmark (benches/ship.rs)
 #   dunst            a real notification server (and dunstctl) for the login notice (tests/session_notice.rs)
+#   lintian rpm      the package checks (tests/packaging.rs): lintian on the .deb, rpmbuild and rpm for the .rpm
 #   llvm-22-dev      LLVM for bpf-linker (it must match nightly rustc's LLVM 22)
+#   mmdebstrap       the Debian 12 root filesystem of the systemd VM test (tests/vm/systemd.rs)
+# and cargo-deb (packaging/build-deb.sh builds the .deb with it),
 # and, for the eBPF programs (built by agent/build.rs with aya-build):
 #   the nightly toolchain with rust-src, and bpf-linker built against LLVM 22 (about 3 minutes).
 set -euo pipefail
-pkgs=(capnproto prometheus qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool x11-xkb-utils sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo xserver-xorg-core xserver-xorg-input-libinput xserver-xorg-video-dummy xinput at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock dunst python3-venv)
+pkgs=(capnproto prometheus qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool x11-xkb-utils sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo xserver-xorg-core xserver-xorg-input-libinput xserver-xorg-video-dummy xinput at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock dunst python3-venv lintian rpm mmdebstrap)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -43,6 +46,10 @@ fi
 if ! command -v bpf-linker >/dev/null 2>&1; then
     echo "tests/setup.sh: building bpf-linker against LLVM 22 (about 3 minutes)"
     LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --no-default-features --features llvm-22
+fi
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    echo "tests/setup.sh: installing cargo-deb"
+    cargo install cargo-deb --locked --quiet
 fi
 # The export loader test (tests/export.rs runs tests/python/load_export.py) loads the export
 # with pandas, pyarrow and Hugging Face datasets, from PyPI into a venv under target/.

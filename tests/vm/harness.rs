@@ -811,7 +811,8 @@ pub struct VmRun {
 }
 
 impl VmRun {
-    fn parse(console: String, log: PathBuf, elapsed: Duration) -> Self {
+    /// Reads the marker lines (sections, exit status, kernel) out of a console log.
+    pub(crate) fn parse(console: String, log: PathBuf, elapsed: Duration) -> Self {
         let mut sections = BTreeMap::new();
         let mut exit = None;
         let mut kernel = None;

@@ -8,6 +8,7 @@ mod harness;
 mod kernels;
 mod policy;
 mod scope;
+mod systemd;
 mod xorg;
 
 use std::path::{Path, PathBuf};

@@ -5,6 +5,7 @@ mod daemons;
 mod dump;
 mod erase;
 mod export;
+mod generate;
 mod metrics;
 mod policy;
 mod ship;
@@ -112,6 +113,9 @@ enum Command {
         #[arg(long, conflicts_with = "prometheus")]
         resume: bool,
     },
+    /// Write the man pages or shell completions into a directory (for packaging).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 pub use imprint_agent::daemon::Paths;
@@ -196,6 +200,7 @@ pub fn main() -> i32 {
         Command::Policy(cmd) => policy::run(&loc, cmd),
         Command::Pause => status::pause(&loc, true),
         Command::Resume => status::pause(&loc, false),
+        Command::Generate(args) => generate::run(args),
     };
     match result {
         Ok(code) => code,
