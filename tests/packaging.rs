@@ -78,7 +78,10 @@ fn packages() -> &'static Packages {
         let deb_upgrade = build(
             "build-deb.sh",
             &dir.join("deb-upgrade"),
-            &[("IMPRINT_DEB_VERSION", "0.1.0+test2")],
+            &[
+                ("IMPRINT_DEB_VERSION", "0.1.0+test2"),
+                ("IMPRINT_DEB_FAST", "1"),
+            ],
         );
         let rpm = build("build-rpm.sh", &dir.join("rpm"), &[]);
         Packages {
