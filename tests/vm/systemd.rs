@@ -1055,9 +1055,9 @@ fn shipped_package_on_systemd() {
 }
 
 /// Issue 12's watchdog: a SIGSTOPped agent stops sending WATCHDOG=1, and systemd kills and
-/// restarts it. Ignored until the daemons notify systemd (`Type=notify`, `WatchdogSec=`).
+/// restarts it (the daemons feed the watchdog from their main loops: `Type=notify`,
+/// `WatchdogSec=30`).
 #[test]
-#[ignore = "needs sd_notify WATCHDOG=1 in the daemons and WatchdogSec= in the units (issue 12)"]
 fn stopped_agent_is_restarted_by_the_watchdog() {
     let prep = prepare();
     let [(_, deb1), _] = prep.debs;
