@@ -458,13 +458,19 @@ impl Collector {
                     self.set_focus(0, unknown_focus("helper_exited"));
                 }
             }
-            SessionEvent::Refused { uid } => {
+            SessionEvent::Refused { conn, uid } => {
                 let n = c.reports_refused.fetch_add(1, Ordering::Relaxed);
                 if n == 0 {
                     tracing::warn!(
                         uid,
                         "focus report refused: the peer does not own the seat's active session"
                     );
+                }
+                // The helper whose focus is current has lost the seat (a VT switch to another
+                // session, a fast user switch): what is typed now is not in its focus, and
+                // nobody who may say what it is has spoken. Fail closed.
+                if conn != 0 && conn == self.focus_conn && live {
+                    self.set_focus(0, unknown_focus("not_active_session"));
                 }
             }
             SessionEvent::VerdictRefused { uid } => {
@@ -748,6 +754,42 @@ mod tests {
                 "key 33 @2"
             ],
             "{seen:?}"
+        );
+    }
+
+    /// The helper whose focus is current loses the seat: focus becomes unknown at once, while
+    /// another peer's refused report changes nothing.
+    #[test]
+    fn a_refused_report_from_the_focus_owner_makes_focus_unknown() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut c = Collector::create(&CollectorOptions {
+            ring_path: dir.path().join("ring"),
+            cursor_path: dir.path().join("cursor"),
+            ring_capacity: 1 << 16,
+            ring_mode: 0o600,
+            ring_group: None,
+        })
+        .expect("ring");
+        let focus = Box::new(FocusInfo {
+            pid: 10,
+            exe: "/usr/bin/bash".into(),
+            ..FocusInfo::default()
+        });
+        c.session_event(SessionEvent::Focus(5, focus), true);
+        c.session_event(SessionEvent::Refused { conn: 9, uid: 1001 }, true);
+        assert_eq!(c.focus_seq, 1, "another session's peer decides nothing");
+        c.session_event(SessionEvent::Refused { conn: 5, uid: 1000 }, true);
+        assert_eq!((c.focus_seq, c.focus_conn), (2, 0));
+        c.writer.publish();
+        let mut r =
+            RingReader::open(&dir.path().join("ring"), &dir.path().join("cursor")).expect("reader");
+        let mut last = None;
+        while let ReadOutcome::Frame { payload, .. } = r.next_frame() {
+            last = Some(decode_record(payload).expect("record"));
+        }
+        assert!(
+            matches!(&last, Some(Record::Focus(f)) if f.unknown && f.unknown_reason == "not_active_session"),
+            "{last:?}"
         );
     }
 

@@ -37,8 +37,8 @@ pub enum SessionEvent {
     HelperUp { conn: u64, uid: u32 },
     /// A helper's connection closed (it exited, crashed or was killed).
     HelperDown { conn: u64, uid: u32 },
-    /// A report from a peer that does not own the seat's active session.
-    Refused { uid: u32 },
+    /// A report from a peer (on connection `conn`) that does not own the seat's active session.
+    Refused { conn: u64, uid: u32 },
     /// A verdict from a peer that is not the agent.
     VerdictRefused { uid: u32 },
     /// A packet that was too long or did not decode.
@@ -244,7 +244,7 @@ async fn connection(
                         }
                         SessionEvent::Focus(conn, f)
                     }
-                    None => SessionEvent::Refused { uid },
+                    None => SessionEvent::Refused { conn, uid },
                 },
                 Ok(SessionMessage::Display(mut d)) => match authority.active_for(uid) {
                     Some(active) => {
@@ -252,7 +252,7 @@ async fn connection(
                         d.session = active.id;
                         SessionEvent::Screen(conn, Record::Display(d))
                     }
-                    None => SessionEvent::Refused { uid },
+                    None => SessionEvent::Refused { conn, uid },
                 },
                 // Pointer samples come tens of times a second: rather than re-read logind's
                 // files for each, they count only from a connection whose focus report was
@@ -264,7 +264,7 @@ async fn connection(
                     SessionEvent::Screen(conn, Record::Window(w))
                 }
                 Ok(SessionMessage::Pointer(_) | SessionMessage::Window(_)) => {
-                    SessionEvent::Refused { uid }
+                    SessionEvent::Refused { conn, uid }
                 }
             }
         };

@@ -152,10 +152,10 @@ fn active_vt(text: &str) -> Option<u32> {
     text.trim().strip_prefix("tty")?.parse().ok()
 }
 
-/// After process events the VT's foreground is looked at again, this long after the previous
+/// After process events and VT switches the VT's foreground is looked at again, this long after the previous
 /// look: a shell takes the terminal back only once it has reaped the child whose exit was the
 /// event, and a loaded machine can take a while to get there.
-const VT_RECHECKS_MS: [u64; 3] = [50, 200, 750];
+const VT_RECHECKS_MS: [u64; 4] = [50, 200, 750, 2000];
 
 /// Text consoles: follows VT switches (sysfs notifies `tty0/active` with POLLPRI) and reports
 /// the foreground program of the session on the active VT (from logind's `LEADER`).
@@ -205,6 +205,9 @@ pub async fn run_vt(
             g = afd.ready(Interest::PRIORITY) => {
                 g.map_err(|e| FocusError::io(ACTIVE, e))?.clear_ready();
                 look = true;
+                // logind moves the seat's active session a little after the VT moves, and the
+                // collector refuses reports until it has: look again a few times.
+                recheck = Some((Instant::now() + Duration::from_millis(VT_RECHECKS_MS[0]), 1));
             }
             r = next_events => {
                 let moved = match r {
