@@ -965,8 +965,8 @@ fn shipped_package_on_systemd() {
         &got,
         &sent[range],
     );
-    // Whether the focus followed bash's child: not asserted, see tests/vm/README.md (the user
-    // unit cannot open the proc connector, so the tty tracker re-reads only on VT switches).
+    // The focus follows bash's child: the user unit cannot open the proc connector, so the tty
+    // tracker polls the VT's foreground program instead.
     let cat_seqs = seqs(&foci("/usr/bin/cat"));
     let (in_cat, _) = typed_during("cat");
     let attributed_to_cat = in_cat
@@ -977,6 +977,12 @@ fn shipped_package_on_systemd() {
         "systemd VM: keys typed into cat: {} written, {attributed_to_cat} attributed to a focus on cat",
         in_cat.len()
     );
+    if in_cat.is_empty() || attributed_to_cat != in_cat.len() {
+        run.fail(&format!(
+            "keys typed into cat: {} written, only {attributed_to_cat} attributed to a focus on cat",
+            in_cat.len()
+        ));
+    }
 
     // The units' exposure, as systemd scores it.
     let agent_score = exposure(&run, "imprint-agent");

@@ -156,6 +156,9 @@ fn active_vt(text: &str) -> Option<u32> {
 /// look: a shell takes the terminal back only once it has reaped the child whose exit was the
 /// event, and a loaded machine can take a while to get there.
 const VT_RECHECKS_MS: [u64; 4] = [50, 200, 750, 2000];
+/// Without process events (imprint-session as the user may not open the proc connector), how
+/// often the VT's foreground program and terminal mode are looked at.
+const VT_POLL_MS: u64 = 200;
 
 /// Text consoles: follows VT switches (sysfs notifies `tty0/active` with POLLPRI) and reports
 /// the foreground program of the session on the active VT (from logind's `LEADER`).
@@ -166,7 +169,8 @@ const VT_RECHECKS_MS: [u64; 4] = [50, 200, 750, 2000];
 /// events (a build) costs one look per recheck interval, not one per event. Every look is
 /// reported, even with the same pid: a program that exec'd another keeps its pid, and the
 /// resolver drops reports that resolve to the focus it already has. Without the connector
-/// (no CAP_NET_ADMIN) only VT switches are followed, which is logged.
+/// (no CAP_NET_ADMIN, as for imprint-session as the user) the VT is polled instead, which is
+/// logged.
 pub async fn run_vt(
     _cfg: &FocusConfig,
     own: Option<&Session>,
@@ -181,10 +185,15 @@ pub async fn run_vt(
     let mut procs = match ProcConnector::open() {
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::warn!(error = %e, "tty focus: no process events, so the foreground program is re-read only on VT switches");
+            tracing::warn!(error = %e, poll_ms = VT_POLL_MS, "tty focus: no process events, so the foreground program and its terminal's mode are polled");
             None
         }
     };
+    // Without process events nothing says when the shell starts `sudo`, whose password
+    // prompt must be seen: look at the terminal every VT_POLL_MS instead. That costs
+    // wake-ups on a text console only, and only where the proc connector is refused.
+    let mut poll = tokio::time::interval(Duration::from_millis(VT_POLL_MS));
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(64);
     // The next look after process events, and which of VT_RECHECKS_MS follows it.
     let mut recheck: Option<(Instant, usize)> = None;
@@ -194,6 +203,7 @@ pub async fn run_vt(
             let text = std::fs::read_to_string(ACTIVE).map_err(|e| FocusError::io(ACTIVE, e))?;
             send(tx, vt_report(active_vt(&text), own)).await?;
         }
+        let polling = procs.is_none();
         let next_events = async {
             match procs.as_mut() {
                 Some(c) => c.recv(&mut batch).await,
@@ -216,7 +226,7 @@ pub async fn run_vt(
                         .drain(..)
                         .any(|ev| !matches!(ev, ProcEvent::Fork { .. } | ProcEvent::Uid { .. })),
                     Err(e) => {
-                        tracing::warn!(error = %e, "tty focus: process events stopped; the foreground program is re-read only on VT switches");
+                        tracing::warn!(error = %e, poll_ms = VT_POLL_MS, "tty focus: process events stopped; the foreground program is polled");
                         procs = None;
                         false
                     }
@@ -235,6 +245,7 @@ pub async fn run_vt(
                     .map(|ms| (Instant::now() + Duration::from_millis(*ms), next + 1));
                 look = true;
             }
+            _ = poll.tick(), if polling => look = true,
             () = tx.closed() => return Err(FocusError::Closed),
         }
     }
