@@ -309,14 +309,15 @@ wait_for() {
 }
 # unit_facts UNIT: key=value lines about UNIT's main process (systemctl show and /proc).
 unit_facts() {
-    systemctl show -p ActiveState -p SubState -p MainPID -p NRestarts -p Result "$1"
+    systemctl show -p ActiveState -p SubState -p MainPID -p NRestarts -p Result \
+        -p MemoryCurrent -p MemoryPeak -p TasksCurrent -p CPUUsageNSec "$1"
     pid=$(systemctl show -p MainPID --value "$1")
     proc_facts "$pid"
 }
 # proc_facts PID: its owner and the credential lines of /proc/PID/status, as key=value.
 proc_facts() {
     echo "proc_user=$(stat -c %U /proc/$1)"
-    grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/$1/status \
+    grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|VmHWM|VmRSS|Threads):' /proc/$1/status \
         | sed 's/:[[:space:]]*/=/'
 }
 # as_alice CMD...: CMD as alice, able to reach her user manager.
