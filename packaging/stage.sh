@@ -21,6 +21,11 @@ unset IMPRINT_NO_EBPF
 export IMPRINT_REQUIRE_EBPF=1
 bin="$CARGO_TARGET_DIR/$triple/release"
 stage="$CARGO_TARGET_DIR/package"
+# Two builds at once would delete each other's staging directory: the lock is held until the
+# calling script exits, so through its packaging of $stage too.
+mkdir -p "$CARGO_TARGET_DIR"
+exec 9>"$CARGO_TARGET_DIR/package.lock"
+flock 9
 (
     cd "$root"
     "$cargo" build --release --locked --target "$triple" -p imprint -p imprint-agent -p imprint-session

@@ -89,6 +89,7 @@ const INSTALL_HINT: &str =
     "apt-get install mmdebstrap e2fsprogs qemu-system-x86 (or run tests/setup.sh)";
 
 /// The cached root filesystem.
+#[derive(Clone)]
 struct Rootfs {
     image: PathBuf,
     kernel: PathBuf,
@@ -485,13 +486,22 @@ impl SystemdVm {
 
 /// Everything a test needs before it boots: the root filesystem, the guest driver, and the
 /// package built twice (as built, and at a higher version for the upgrade).
+#[derive(Clone)]
 struct Prepared {
     rootfs: Rootfs,
     guest: Vec<u8>,
     debs: [(String, Vec<u8>); 2],
 }
 
+/// Prepares once per process: the tests run in parallel, and two build-deb.sh runs at once
+/// would share (and delete) each other's staging directory.
 fn prepare() -> Prepared {
+    static CACHE: Mutex<Option<Prepared>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    cache.get_or_insert_with(prepare_uncached).clone()
+}
+
+fn prepare_uncached() -> Prepared {
     // mmdebstrap mostly waits on the network and dpkg; the static builds mostly on the CPU.
     // Only the guest driver through the harness: build-deb.sh builds the packaged binaries
     // (the collector on its own, so building it here with the CLI would rebuild it twice).
