@@ -37,6 +37,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// Most records put in one batch.
 const MAX_BATCH: usize = 4096;
 
+/// How much may wait unread in the ring while the agent batches until its next fsync: a
+/// quarter of it, so a burst wakes the agent long before the collector could run out of room.
+fn batch_wake_bytes(reader: &RingReader) -> u32 {
+    u32::try_from(reader.stats().capacity / 4).unwrap_or(u32::MAX)
+}
+
 /// Agent settings.
 pub struct AgentOptions {
     pub ring_path: PathBuf,
@@ -481,10 +487,13 @@ impl Agent {
             let sync_timeout =
                 unsynced.then(|| self.opts.fsync_interval.saturating_sub(last_sync.elapsed()));
             let timeout = imprint_service::min_timeout(sync_timeout, self.filter.idle_timeout());
-            reader.wait(imprint_service::min_timeout(
-                timeout,
-                self.watchdog.due_in(),
-            ));
+            let timeout = imprint_service::min_timeout(timeout, self.watchdog.due_in());
+            match (unsynced, timeout) {
+                // Something is written but not yet durable: what arrives until the fsync is
+                // due is read then, in one batch, unless the ring fills up to a quarter first.
+                (true, Some(t)) => reader.wait_batching(batch_wake_bytes(&reader), t),
+                _ => reader.wait(timeout),
+            }
         }
     }
 

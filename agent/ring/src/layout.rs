@@ -187,7 +187,8 @@ pub struct Cursor {
     /// Sequence number of the last frame before `read_pos` (0: none), so a restarted agent
     /// can tell lost frames from frames an earlier run consumed.
     pub read_seq: AtomicU64,
-    /// 1 while the reader sleeps on the futex and wants a wake-up.
+    /// Non-zero while the reader sleeps on the futex: the unconsumed bytes (published minus
+    /// `read_pos`) at which it wants a wake-up; 1 is any publish.
     pub waiting: AtomicU32,
     pub _pad: [u8; 28],
 }

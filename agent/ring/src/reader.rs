@@ -288,6 +288,27 @@ impl RingReader {
         self.cursor().waiting.store(0, Ordering::SeqCst);
     }
 
+    /// Sleeps until `timeout` (a batching deadline) passes, the ring is closed,
+    /// [`RingReader::wake`] is called, or at least `bytes` are unconsumed (published since the
+    /// committed position); publishes below that do not wake it. So a reader that has data in
+    /// hand wakes once per deadline rather than once per publish, and never lets the ring fill.
+    pub fn wait_batching(&self, bytes: u32, timeout: Duration) {
+        let notify_word = &self.header().producer.notify;
+        let seen = notify_word.load(Ordering::SeqCst);
+        let bytes = bytes.max(2);
+        self.cursor().waiting.store(bytes, Ordering::SeqCst);
+        let unconsumed = self
+            .header()
+            .producer
+            .write_pos
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.committed());
+        if unconsumed < u64::from(bytes) && !self.is_closed() {
+            notify::wait(notify_word, seen, Some(timeout));
+        }
+        self.cursor().waiting.store(0, Ordering::SeqCst);
+    }
+
     /// A handle another thread can use to interrupt [`RingReader::wait`].
     pub fn waker(&self) -> RingWaker {
         RingWaker {

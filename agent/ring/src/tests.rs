@@ -300,3 +300,42 @@ proptest! {
         prop_assert_eq!(rest, uncommitted.into_iter().skip(consumed).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn a_batching_reader_is_woken_only_past_its_threshold() {
+    use crate::writer::wants_wake;
+    assert!(
+        !wants_wake(0, Some(1 << 20)),
+        "an awake reader needs no wake-up"
+    );
+    assert!(wants_wake(1, Some(0)), "1 is any publish");
+    assert!(!wants_wake(1024, Some(1023)));
+    assert!(wants_wake(1024, Some(1024)));
+    assert!(
+        wants_wake(1024, None),
+        "an untrusted cursor wakes the reader"
+    );
+}
+
+#[test]
+fn a_batching_reader_wakes_when_the_ring_fills_to_its_threshold() {
+    let f = fixture();
+    let mut w = RingWriter::create(&f.ring, &f.cursor, 4096, 0o640).expect("create");
+    let r = RingReader::open(&f.ring, &f.cursor).expect("open");
+    // The 60 s deadline is never the reason it returns: the frames past 1 KiB are.
+    let reader = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        r.wait_batching(1024, std::time::Duration::from_secs(60));
+        started.elapsed()
+    });
+    for _ in 0..16 {
+        w.try_push(&[1u8; 100]).expect("push");
+        w.publish();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let slept = reader.join().expect("reader thread");
+    assert!(
+        slept < std::time::Duration::from_secs(30),
+        "the reader slept {slept:?}: 16 frames of 120 bytes did not wake it"
+    );
+}

@@ -317,13 +317,17 @@ impl RingWriter {
         if self.cursor.is_none() {
             self.refresh_cursor();
         }
-        // Without a cursor to look at, wake anyway: a lost wake-up stalls the agent.
-        let asleep = self
-            .cursor
-            .as_ref()
-            .map(|(m, _)| cursor_of(m).waiting.load(Ordering::SeqCst) != 0)
-            .unwrap_or(true);
-        if asleep {
+        // Without a cursor to look at, wake anyway: a lost wake-up stalls the agent. A reader
+        // that batches asks for a wake-up only once enough is unconsumed.
+        let wanted = match self.cursor.as_ref() {
+            None => true,
+            Some((m, _)) => wants_wake(
+                cursor_of(m).waiting.load(Ordering::SeqCst),
+                self.committed_read_pos()
+                    .map(|rp| self.write_pos.saturating_sub(rp)),
+            ),
+        };
+        if wanted {
             notify::wake_all(&self.header().producer.notify);
         }
     }
@@ -433,4 +437,15 @@ fn new_epoch() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     now ^ (u64::from(std::process::id()) << 48)
+}
+
+/// Whether a publish wakes the reader: `waiting` is what it asked for (0 awake, 1 any
+/// publish, more: that many unconsumed bytes), `unconsumed` what is published beyond its
+/// committed position (`None`: its cursor cannot be trusted, so wake).
+pub(crate) fn wants_wake(waiting: u32, unconsumed: Option<u64>) -> bool {
+    match waiting {
+        0 => false,
+        1 => true,
+        bytes => unconsumed.is_none_or(|n| n >= u64::from(bytes)),
+    }
 }
