@@ -7,11 +7,11 @@ use serde_json::Value;
 use crate::harness::{kernel, shell_quote, Kernel, Vm, VmRun};
 use crate::{check_eq, check_events, ev_of, expected_keys, json_lines, Ev};
 
-const CONFIG: &str = "/etc/imprint/imprint.toml";
+pub(crate) const CONFIG: &str = "/etc/imprint/imprint.toml";
 
 /// Shell functions for the guest: start and stop `imprint run` instances, each with its own data
 /// directory, log and dump.
-const HELPERS: &str = r#"
+pub(crate) const HELPERS: &str = r#"
 # start_imprint NAME DATADIR [VAR=value ...]: imprint run in the background.
 start_imprint() {
     name=$1; dir=$2; shift 2
@@ -170,7 +170,7 @@ fn device_line<'a>(run: &VmRun, dump: &'a [Value], name: &str) -> &'a Value {
 }
 
 #[track_caller]
-fn json(run: &VmRun, section: &str) -> Value {
+pub(crate) fn json(run: &VmRun, section: &str) -> Value {
     serde_json::from_str(run.section(section))
         .unwrap_or_else(|e| run.fail(&format!("section {section} is not JSON: {e}")))
 }

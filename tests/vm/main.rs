@@ -6,6 +6,7 @@ mod dataset;
 mod ebpf;
 mod harness;
 mod kernels;
+mod overhead;
 mod policy;
 mod scope;
 mod systemd;

@@ -108,6 +108,13 @@ impl Driven {
             .with_context(|| format!("writing to {}", self.name))
     }
 
+    /// Writes one relative-axis report without logging it or sleeping (for floods).
+    pub fn emit_rel(&mut self, axis: RelativeAxisCode, value: i32) -> Result<()> {
+        self.dev
+            .emit(&[InputEvent::new(EventType::RELATIVE.0, axis.0, value)])
+            .with_context(|| format!("writing to {}", self.name))
+    }
+
     pub fn key(&mut self, key: KeyCode, value: i32) -> Result<()> {
         self.report(&[(EventType::KEY, key.code(), value)])
     }
@@ -207,6 +214,11 @@ pub fn keyboard_named(name: &str, step: Duration) -> Result<Driven> {
 
 /// A three-button wheel mouse.
 pub fn mouse(step: Duration) -> Result<Driven> {
+    mouse_named(MOUSE_NAME, step)
+}
+
+/// A three-button wheel mouse called `name`.
+pub fn mouse_named(name: &str, step: Duration) -> Result<Driven> {
     let buttons: AttributeSet<KeyCode> =
         [KeyCode::BTN_LEFT, KeyCode::BTN_RIGHT, KeyCode::BTN_MIDDLE]
             .into_iter()
@@ -220,7 +232,7 @@ pub fn mouse(step: Duration) -> Result<Driven> {
     .collect();
     let dev = VirtualDevice::builder()
         .context("opening /dev/uinput (is uinput.ko loaded?)")?
-        .name(MOUSE_NAME)
+        .name(name)
         .input_id(input_id(0x0002))
         .with_keys(&buttons)
         .context("setting mouse buttons")?
@@ -228,7 +240,7 @@ pub fn mouse(step: Duration) -> Result<Driven> {
         .context("setting mouse axes")?
         .build()
         .context("creating the uinput mouse")?;
-    finish(dev, MOUSE_NAME, step)
+    finish(dev, name, step)
 }
 
 /// A three-button mouse with vertical and horizontal wheels and their hi-res axes

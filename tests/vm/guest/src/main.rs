@@ -8,6 +8,8 @@
 mod devices;
 mod drive;
 mod keymap;
+mod load;
+mod measure;
 mod pointer;
 mod raw;
 mod record;
@@ -127,6 +129,42 @@ enum Command {
         linger_ms: u64,
         #[arg(long)]
         count: PathBuf,
+    },
+    /// The overhead bench's load (see `load.rs`): a keyboard and a mouse per phase, a paced
+    /// phase of `--paced-reports` at `--per-second`, a flood of `--flood-reports` as fast as
+    /// uinput takes them, each run when `DIR/go-<phase>` appears.
+    Load {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "bench")]
+        prefix: String,
+        #[arg(long, default_value_t = 10_000)]
+        paced_reports: u64,
+        #[arg(long, default_value_t = 1000)]
+        per_second: u64,
+        #[arg(long, default_value_t = 15_000)]
+        flood_reports: u64,
+    },
+    /// The overhead bench's measurement of a tool's processes (see `measure.rs`) around the
+    /// load's phases; writes one line of `key=value` to `--out`.
+    Measure {
+        /// The tool's processes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+        #[arg(long)]
+        load_dir: PathBuf,
+        /// Sizes of `*.open` and `*.sealed` under this directory after each phase.
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        idle_s: u64,
+        #[arg(long, default_value_t = 20)]
+        execs: u32,
+        /// Wait after each phase, so what the tool buffered is counted.
+        #[arg(long, default_value_t = 3000)]
+        drain_ms: u64,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Create a keyboard and follow a steps file (see `drive.rs`): type texts into whatever
     /// runs in a terminal's foreground, waiting between them for the foreground program, the
@@ -428,6 +466,41 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::write(&count, format!("events={events}\n"))
                 .with_context(|| format!("writing {}", count.display()))?;
             Ok(())
+        }
+        Command::Load {
+            dir,
+            prefix,
+            paced_reports,
+            per_second,
+            flood_reports,
+        } => load::serve(
+            &dir,
+            &prefix,
+            load::Pace {
+                reports: paced_reports,
+                per_second,
+            },
+            flood_reports,
+        ),
+        Command::Measure {
+            pids,
+            load_dir,
+            spool,
+            idle_s,
+            execs,
+            drain_ms,
+            out,
+        } => {
+            let line = measure::run(&measure::Plan {
+                pids,
+                load_dir,
+                spool,
+                idle: Duration::from_secs(idle_s),
+                execs,
+                drain: Duration::from_millis(drain_ms),
+            })?;
+            std::fs::write(&out, format!("{line}\n"))
+                .with_context(|| format!("writing {}", out.display()))
         }
         Command::Drive {
             name,
