@@ -37,12 +37,6 @@ use std::time::{Duration, Instant, SystemTime};
 /// Most records put in one batch.
 const MAX_BATCH: usize = 4096;
 
-/// How much may wait unread in the ring while the agent batches until its next fsync: a
-/// quarter of it, so a burst wakes the agent long before the collector could run out of room.
-fn batch_wake_bytes(reader: &RingReader) -> u32 {
-    u32::try_from(reader.stats().capacity / 4).unwrap_or(u32::MAX)
-}
-
 /// Agent settings.
 pub struct AgentOptions {
     pub ring_path: PathBuf,
@@ -436,7 +430,9 @@ impl Agent {
                 }
             };
             let stopping = stop.requested();
-            let due = last_sync.elapsed() >= self.opts.fsync_interval;
+            // Under pressure the fsync is due early: a batching agent that did not commit
+            // would otherwise be woken again at once, and the collector run out of room.
+            let due = last_sync.elapsed() >= self.opts.fsync_interval || reader.under_pressure();
             if (unsynced && (due || closed || stopping))
                 || (!unsynced && commit_to.is_some_and(|(p, _)| reader.committed() != p))
             {
@@ -490,8 +486,8 @@ impl Agent {
             let timeout = imprint_service::min_timeout(timeout, self.watchdog.due_in());
             match (unsynced, timeout) {
                 // Something is written but not yet durable: what arrives until the fsync is
-                // due is read then, in one batch, unless the ring fills up to a quarter first.
-                (true, Some(t)) => reader.wait_batching(batch_wake_bytes(&reader), t),
+                // due is read then, in one batch, unless the ring comes under pressure first.
+                (true, Some(t)) => reader.wait_batching(t),
                 _ => reader.wait(timeout),
             }
         }

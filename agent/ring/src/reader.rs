@@ -278,33 +278,42 @@ impl RingReader {
     /// Sleeps until the writer publishes, the ring is closed, [`RingReader::wake`] is
     /// called, or `timeout` passes.
     pub fn wait(&self, timeout: Option<Duration>) {
-        let notify_word = &self.header().producer.notify;
-        let seen = notify_word.load(Ordering::SeqCst);
-        self.cursor().waiting.store(1, Ordering::SeqCst);
-        if self.header().producer.write_pos.load(Ordering::SeqCst) == self.pos && !self.is_closed()
-        {
-            notify::wait(notify_word, seen, timeout);
-        }
-        self.cursor().waiting.store(0, Ordering::SeqCst);
+        self.sleep(1, timeout, |r| r.published() == r.pos);
     }
 
     /// Sleeps until `timeout` (a batching deadline) passes, the ring is closed,
-    /// [`RingReader::wake`] is called, or at least `bytes` are unconsumed (published since the
-    /// committed position); publishes below that do not wake it. So a reader that has data in
-    /// hand wakes once per deadline rather than once per publish, and never lets the ring fill.
-    pub fn wait_batching(&self, bytes: u32, timeout: Duration) {
+    /// [`RingReader::wake`] is called, or the ring is [under pressure](Self::under_pressure);
+    /// publishes below that do not wake it. So a reader that has data in hand wakes once per
+    /// deadline rather than once per publish.
+    pub fn wait_batching(&self, timeout: Duration) {
+        self.sleep(self.batch_wake_bytes(), Some(timeout), |r| {
+            !r.under_pressure()
+        });
+    }
+
+    /// A quarter of the ring or more is published but not committed: a batching reader must
+    /// make what it read durable and commit now, or the writer could run out of room.
+    pub fn under_pressure(&self) -> bool {
+        self.published().saturating_sub(self.committed()) >= u64::from(self.batch_wake_bytes())
+    }
+
+    fn batch_wake_bytes(&self) -> u32 {
+        // At least 2: a `waiting` of 1 means any publish.
+        u32::try_from(self.capacity / 4).unwrap_or(u32::MAX).max(2)
+    }
+
+    fn published(&self) -> u64 {
+        self.header().producer.write_pos.load(Ordering::SeqCst)
+    }
+
+    /// Asks the writer for a wake-up at `waiting` (see [`layout::Cursor::waiting`]) and sleeps
+    /// on the futex if `sleep_if` still holds once it has asked, so no publish is missed.
+    fn sleep(&self, waiting: u32, timeout: Option<Duration>, sleep_if: impl Fn(&Self) -> bool) {
         let notify_word = &self.header().producer.notify;
         let seen = notify_word.load(Ordering::SeqCst);
-        let bytes = bytes.max(2);
-        self.cursor().waiting.store(bytes, Ordering::SeqCst);
-        let unconsumed = self
-            .header()
-            .producer
-            .write_pos
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.committed());
-        if unconsumed < u64::from(bytes) && !self.is_closed() {
-            notify::wait(notify_word, seen, Some(timeout));
+        self.cursor().waiting.store(waiting, Ordering::SeqCst);
+        if sleep_if(self) && !self.is_closed() {
+            notify::wait(notify_word, seen, timeout);
         }
         self.cursor().waiting.store(0, Ordering::SeqCst);
     }
