@@ -7,6 +7,7 @@
 #   xvfb x11-utils xterm xdotool   a real X server and clients for the X11 focus tests
 #   xserver-xorg-core xserver-xorg-input-libinput xserver-xorg-video-dummy xinput   a real Xorg on the
 #                    VM's uinput devices (libinput input driver, dummy video driver) and an XI2 event viewer (tests/vm/xorg.rs)
+#   libinput-tools evtest   the peers the VM overhead bench measures imprint against (tests/vm/overhead.rs)
 #   sway foot        a real Wayland compositor (headless) and terminal for the sway focus tests
 #   dbus-daemon      a real session bus for the GNOME/KDE focus reporter tests
 #   i3lock xsecurelock   real X screen lockers that take no EWMH focus (tests/session_lock.rs)
@@ -22,7 +23,7 @@
 # and, for the eBPF programs (built by agent/build.rs with aya-build):
 #   the nightly toolchain with rust-src, and bpf-linker built against LLVM 22 (about 3 minutes).
 set -euo pipefail
-pkgs=(capnproto prometheus qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool x11-xkb-utils sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo xserver-xorg-core xserver-xorg-input-libinput xserver-xorg-video-dummy xinput at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock dunst python3-venv lintian rpm mmdebstrap)
+pkgs=(capnproto prometheus qemu-system-x86 linux-image-amd64 busybox-static xvfb x11-utils xterm xdotool x11-xkb-utils sway foot dbus-daemon llvm-22-dev libxkbcommon0 xkb-data libx11-data sudo xserver-xorg-core xserver-xorg-input-libinput xserver-xorg-video-dummy xinput at-spi2-core python3-gi gir1.2-gtk-3.0 i3lock xsecurelock dunst python3-venv lintian rpm mmdebstrap libinput-tools evtest)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
